@@ -1,0 +1,37 @@
+# Two commands (see README.md):
+#   make test   create .venv if missing, install, run every test (unit tests, nbval over the chapters, the built book in a browser)
+#   make book   create .venv if missing, install, build the HTML book into _build/html
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.rpbook-installed
+
+.PHONY: test book clean clean-cache bench help
+
+help:
+	@echo "make test   - install into .venv (if needed) and run every test"
+	@echo "make book   - install into .venv (if needed) and build the book into _build/html"
+	@echo "make bench  - run the benchmarks in benchmarks/ (prints measured ratios)"
+	@echo "make clean-cache - forget executed notebooks (do this after changing rpbook/)"
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	RPBOOK_PROFILE=quick TQDM_DISABLE=1 $(BIN)/python -m pytest
+
+book: $(STAMP)
+	RPBOOK_PROFILE=standard TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going
+
+bench: $(STAMP)
+	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean-cache:
+	rm -rf _build/.jupyter_cache
+
+clean:
+	rm -rf _build

@@ -1,0 +1,229 @@
+"""The ``rpbook`` command: ``train`` one sparse network, ``run`` an experiment, ``list`` experiments.
+
+Chapter 1 (*How to run this book*) shows it. Bad input ends with exit code 2
+and a one-line message naming the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Sequence
+
+from .config import PROFILE_DESCRIPTIONS, PROFILES, get_profile
+
+# Defaults the profile sets for `rpbook train` when --epochs / --n-train are not given.
+TRAIN_PROFILE_DEFAULTS = {
+    "quick": {"epochs": 1, "n_train": 256},
+    "standard": {"epochs": 20, "n_train": None},
+    "full": {"epochs": 100, "n_train": None},
+}
+
+
+class UsageError(ValueError):
+    """Bad command-line input: reported in one line with exit code 2."""
+
+
+def _parse_float(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{name} must be a number, got {text!r}") from None
+    if math.isnan(value):
+        raise UsageError(f"{name} must be a number, got {text!r}")
+    return value
+
+
+def _parse_int(name: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{name} must be an integer, got {text!r}") from None
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    from .data import DATASET_NAMES
+    from .init import INIT_METHODS
+    from .masks import RULES
+    from .models import MODEL_NAMES
+    from .train import OPTIMIZERS, SCHEDULES
+
+    p = sub.add_parser(
+        "train", help="train one random sparse (or dense) network",
+        description="Train one network inside a random ER mask and write a JSON report "
+                    "(config, per-layer realized densities, history, test accuracy).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", default="mlp", help=f"architecture: {', '.join(MODEL_NAMES)}")
+    g.add_argument("--width", default="1.0", help="width multiplier (> 0) of every hidden layer")
+    g.add_argument("--hidden", default=None, help="MLP hidden sizes, comma separated, e.g. 300,100")
+    g.add_argument("--depth", default=None, help="MLP hidden layers (100 units each) or ConvNet depth (2, 4, 6)")
+    g.add_argument("--dataset", default="mnist1d", help=f"data set: {', '.join(DATASET_NAMES)}")
+    g.add_argument("--n-train", default=None, help="use only this many training examples (default: the profile's)")
+    g = p.add_argument_group("mask")
+    g.add_argument("--density", default="0.1", help="fraction of weights kept, in (0, 1]; 1.0 trains the dense network")
+    g.add_argument("--rule", default="erk", help=f"layer-wise density rule: {', '.join(RULES)}")
+    g.add_argument("--dense-first", action="store_true", help="keep the first layer dense (paid from the same budget)")
+    g.add_argument("--dense-last", action="store_true", help="keep the last layer dense (paid from the same budget)")
+    g.add_argument("--repair", action="store_true", help="give isolated units one connection (count unchanged)")
+    g.add_argument("--init", default="unit-scaled", help=f"initialisation: {', '.join(INIT_METHODS)}")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--optimizer", default="sgd", help=f"optimizer: {', '.join(OPTIMIZERS)}")
+    g.add_argument("--lr", default="0.05", help="peak learning rate (> 0)")
+    g.add_argument("--momentum", default="0.9", help="SGD momentum")
+    g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    g.add_argument("--weight-decay", default="5e-4", help="weight decay")
+    g.add_argument("--schedule", default="cosine", help=f"learning-rate schedule: {', '.join(SCHEDULES)}")
+    g.add_argument("--label-smoothing", default="0.0", help="label smoothing in [0, 1)")
+    g.add_argument("--epochs", default=None, help="epochs (>= 1; default: the profile's)")
+    g.add_argument("--batch-size", default="128", help="mini-batch size (>= 1)")
+    g.add_argument("--seed", default="0", help="seed of mask, init, data split and shuffling")
+    g = p.add_argument_group("running")
+    g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
+    g.add_argument("--profile", default=None, help=f"{', '.join(PROFILES)} (default: $RPBOOK_PROFILE or standard)")
+    g.add_argument("--output", default=None, help="write the JSON report to this file")
+    g.add_argument("--checkpoint-dir", default=None, help="write a checkpoint here after every epoch")
+    g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _build_run(args: argparse.Namespace):
+    from .experiments.sparse_run import SparseRun
+    from .train import TrainConfig
+
+    profile = get_profile(args.profile)
+    defaults = TRAIN_PROFILE_DEFAULTS[profile]
+    epochs = _parse_int("--epochs", args.epochs) if args.epochs is not None else defaults["epochs"]
+    n_train = _parse_int("--n-train", args.n_train) if args.n_train is not None else defaults["n_train"]
+    hidden = None
+    if args.hidden is not None:
+        try:
+            hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+        except ValueError:
+            raise UsageError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from None
+        if any(h < 1 for h in hidden):
+            raise UsageError(f"--hidden sizes must be >= 1, got {args.hidden!r}")
+    train = TrainConfig(
+        epochs=epochs, batch_size=_parse_int("--batch-size", args.batch_size), optimizer=args.optimizer.lower(),
+        lr=_parse_float("--lr", args.lr), momentum=_parse_float("--momentum", args.momentum), nesterov=args.nesterov,
+        weight_decay=_parse_float("--weight-decay", args.weight_decay), schedule=args.schedule.lower(),
+        label_smoothing=_parse_float("--label-smoothing", args.label_smoothing),
+    )
+    return SparseRun(
+        model=args.model.lower(), dataset=args.dataset.lower(), width=_parse_float("--width", args.width),
+        hidden=hidden, depth=_parse_int("--depth", args.depth) if args.depth is not None else None,
+        density=_parse_float("--density", args.density), rule=args.rule.lower(), dense_first=args.dense_first,
+        dense_last=args.dense_last, repair=args.repair, init=args.init.lower(), n_train=n_train,
+        seed=_parse_int("--seed", args.seed), train=train,
+    ), profile
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .experiments.sparse_run import train_sparse
+    from .results import provenance, to_jsonable, write_json_atomic
+
+    run, profile = _build_run(args)
+    from .config import choose_device
+
+    device = choose_device(args.device)
+    if args.resume and args.checkpoint_dir is None:
+        raise UsageError("--resume needs --checkpoint-dir")
+    report = train_sparse(run, device=device, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                          progress=not args.no_progress)
+    print(f"model {run.model} (width {run.width:g}) on {run.dataset}, rule {run.rule}, device {device}")
+    for layer in report["layers"]:
+        shape = "×".join(map(str, layer["shape"]))
+        print(f"  {layer['name']:<24} {shape:>16}  density {layer['density']:.3f}")
+    acc = report["test_accuracy"]
+    acc_text = f"{acc:.4f}" if acc is not None else "n/a (regression)"
+    print(f"realized density {report['density']:.3f} | nonzero weights {report['nonzero']:,} of {report['params']:,} "
+          f"| test loss {report['test_loss']:.4f} | test accuracy {acc_text} | {report['wall_time_s']:.1f} s")
+    if args.output:
+        payload = {"config": to_jsonable(run), "result": report,
+                   "provenance": provenance(device=str(device), wall_time=report["wall_time_s"], profile=profile, seeds=[run.seed])}
+        write_json_atomic(args.output, payload)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiments import run_experiment
+    from .results import ResultStore
+
+    seeds = [_parse_int("--seeds", s) for s in args.seeds] if args.seeds else None
+    store = ResultStore(args.results) if args.results else ResultStore()
+    record = run_experiment(args.name, args.profile, force=args.force, store=store, progress=not args.no_progress,
+                            device=args.device, seeds=seeds)
+    prov = record["provenance"]
+    print(f"{args.name} [{prov['profile']}] config {record['config_hash']}: {prov['wall_time_s']:.1f} s on {prov['device']} "
+          f"-> {store.path(args.name, record['config'])}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from .experiments import experiment_names, get_experiment
+    from .results import ResultStore
+
+    store = ResultStore(args.results) if args.results else ResultStore()
+    names = experiment_names()
+    if not names:
+        print("no experiments yet")
+        return 0
+    print(f"results in {store.root}")
+    for name in names:
+        exp = get_experiment(name)
+        print(f"{name}  ({exp.chapter}) — {exp.description}")
+        for profile in PROFILES:
+            config = exp.config(profile)
+            if store.has(name, config):
+                prov = store.load(name, config)["provenance"]
+                status = f"stored, {prov['wall_time_s']:.0f} s on {prov['device']}, {prov['date']}"
+            else:
+                status = "not stored"
+            print(f"    {profile:<9} {status}")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rpbook`` command (chapter 1)."""
+    parser = argparse.ArgumentParser(
+        prog="rpbook",
+        description="Train random sparse networks and regenerate the book's stored results.",
+        epilog="Profiles: " + "; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_train_parser(sub)
+    p = sub.add_parser("run", help="run an experiment (or load its stored result) at a profile",
+                       description="Regenerate a stored experiment result from its own config.")
+    p.add_argument("name", help="experiment name (see `rpbook list`)")
+    p.add_argument("--profile", default=None, help=f"{', '.join(PROFILES)} (default: $RPBOOK_PROFILE or standard)")
+    p.add_argument("--force", action="store_true", help="rerun even if a result is stored (it is replaced only on success)")
+    p.add_argument("--seeds", nargs="+", default=None, help="replace the preset's seeds, e.g. --seeds 0 1 2")
+    p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
+    p.add_argument("--results", default=None, help="results folder (default: book/_results)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p = sub.add_parser("list", help="list experiments, their profiles, and which results are stored")
+    p.add_argument("--results", default=None, help="results folder (default: book/_results)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rpbook`` command."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return {"train": _cmd_train, "run": _cmd_run, "list": _cmd_list}[args.command](args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"rpbook: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rpbook: interrupted; finished units and checkpoints are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Profiles, device choice and seeding.
+
+Taught in chapter 1 ("Start sparse", section *How to run this book*).
+"""
+from __future__ import annotations
+
+import os
+import random
+from typing import Literal
+
+import numpy as np
+import torch
+
+Profile = Literal["quick", "standard", "full"]
+PROFILES: tuple[str, ...] = ("quick", "standard", "full")
+PROFILE_ENV = "RPBOOK_PROFILE"
+DEFAULT_PROFILE = "standard"
+
+PROFILE_DESCRIPTIONS = {
+    "quick": "seconds; what the tests and CI execute; shows the mechanics, not the science",
+    "standard": "minutes on a laptop CPU with small data; what the built book shows",
+    "full": "a GPU and the papers' settings (CIFAR-10, ResNet-20 / VGG-16, long schedules)",
+}
+
+
+def get_profile(profile: str | None = None) -> str:
+    """Return the profile to run at: the argument, else ``$RPBOOK_PROFILE``, else ``standard``.
+
+    Chapter 1 explains the three profiles.
+
+    Raises
+    ------
+    ValueError
+        If the name is not one of ``quick``, ``standard``, ``full``.
+    """
+    name = profile if profile is not None else os.environ.get(PROFILE_ENV, DEFAULT_PROFILE)
+    name = str(name).strip().lower()
+    if name not in PROFILES:
+        source = "argument" if profile is not None else f"${PROFILE_ENV}"
+        raise ValueError(f"unknown profile {name!r} (from the {source}); allowed: {', '.join(PROFILES)}")
+    return name
+
+
+def choose_device(device: str | torch.device | None = None) -> torch.device:
+    """Pick the device to train on: the argument if given, else cuda > mps > cpu.
+
+    Chapter 1, *How to run this book*.
+
+    Raises
+    ------
+    ValueError
+        If the requested device is unknown or not available on this machine.
+    """
+    if device is None or str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here; use 'cpu' or 'auto'")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but MPS is not available here; use 'cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; allowed: auto, cpu, cuda, cuda:N, mps")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's ``random``, NumPy and torch in one call; return a torch CPU generator.
+
+    Chapter 1. The returned generator is what rpbook passes on to mask sampling
+    and data shuffling, so results do not depend on global RNG state.
+    """
+    seed = check_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def check_seed(seed: object) -> int:
+    """Return ``seed`` as an int, or raise ``ValueError`` naming the bad value."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+    return int(seed)
+
+
+def describe_runtime(profile: str | None = None) -> str:
+    """One line for a chapter's first cell: profile, device and torch version."""
+    dev = choose_device()
+    name = get_profile(profile)
+    extra = f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""
+    return f"rpbook profile: {name} | device: {dev}{extra} | torch {torch.__version__}"

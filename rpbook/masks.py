@@ -1,0 +1,701 @@
+"""Random (Erdős–Rényi) masks, layer-wise density rules, and keeping masked weights at zero.
+
+Chapter 1 (*Start sparse*) introduces masks, density and the accounting of
+parameters and FLOPs; chapter 2 (*ER masks as random graphs*) teaches the
+layer-wise rules and the sampling.
+
+Conventions used throughout the book: the **density** ``p`` is the fraction of
+weights kept, the **sparsity** is ``1 - p``. Only the weights of ``nn.Conv2d``
+and ``nn.Linear`` layers are masked; biases and BatchNorm never are.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+RULES: tuple[str, ...] = ("uniform", "er", "erk", "balanced", "pyramidal")
+MASKABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def check_density(density: object, what: str = "density") -> float:
+    """Return ``density`` as a float in (0, 1], or raise ``ValueError`` naming the bad value.
+
+    Chapter 1: a density is the fraction of weights a mask keeps.
+    """
+    if isinstance(density, bool) or not isinstance(density, numbers.Real):
+        raise ValueError(f"{what} must be a number in (0, 1], got {density!r}")
+    value = float(density)
+    if math.isnan(value) or not 0.0 < value <= 1.0:
+        raise ValueError(f"{what} must be in (0, 1] (the fraction of weights kept), got {density!r}")
+    return value
+
+
+def check_rule(rule: object) -> str:
+    """Return the canonical rule name, or raise ``ValueError`` listing the allowed rules (chapter 2)."""
+    name = str(rule).strip().lower() if isinstance(rule, str) else rule
+    if name not in RULES:
+        raise ValueError(f"unknown layer-wise density rule {rule!r}; allowed: {', '.join(RULES)}")
+    return name  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+def maskable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The ``(name, module)`` pairs whose weights rpbook masks, in forward order (chapter 1).
+
+    These are all ``nn.Conv2d`` and ``nn.Linear`` modules in ``named_modules()`` order.
+    """
+    return [(name, m) for name, m in model.named_modules() if isinstance(m, MASKABLE_TYPES)]
+
+
+def layer_shapes(model: nn.Module) -> list[tuple[int, ...]]:
+    """Weight shapes of the maskable layers, PyTorch order ``(c_out, c_in, k_h, k_w)`` (chapter 2)."""
+    return [tuple(m.weight.shape) for _, m in maskable_layers(model)]
+
+
+# ----------------------------------------------------------------------------- density rules
+
+
+def _raw_scores(shapes: Sequence[tuple[int, ...]], rule: str, erk_power: float) -> list[float]:
+    """Unnormalised per-layer densities: each rule sets ``p_l = eps * r_l`` (SCIENCE §1.1-1.4)."""
+    scores = []
+    for shape in shapes:
+        n = math.prod(shape)
+        if rule == "uniform":
+            scores.append(1.0)
+        elif rule == "er":
+            # Mocanu et al.: only the output and input channel counts, kernel size ignored.
+            c_out, c_in = shape[0], shape[1]
+            scores.append((c_in + c_out) / (c_in * c_out))
+        elif rule == "erk":
+            scores.append((sum(shape) / n) ** erk_power)
+        elif rule == "balanced":
+            # Same number of nonzeros in every layer: p_l = X / n_l.
+            scores.append(1.0 / n)
+    return scores
+
+
+def _solve_with_dense_layers(
+    sizes: Sequence[int], scores: Sequence[float], budget: float, dense: set[int]
+) -> list[float]:
+    """RigL's loop: solve ``eps`` for the free layers, move layers that would exceed 1 to dense."""
+    dense = set(dense)
+    while True:
+        free = [i for i in range(len(sizes)) if i not in dense]
+        if not free:
+            return [1.0] * len(sizes)
+        left = budget - sum(sizes[i] for i in dense)
+        eps = left / sum(scores[i] * sizes[i] for i in free)
+        over = {i for i in free if eps * scores[i] > 1.0}
+        if not over:
+            return [1.0 if i in dense else eps * scores[i] for i in range(len(sizes))]
+        # Layers that clip pay their full size; the rest of the budget is shared again,
+        # so the realized global density stays equal to the request.
+        dense |= over
+
+
+def _solve_pyramidal(sizes: Sequence[int], budget: float, dense: set[int]) -> list[float]:
+    """Densities ``r**k`` for the free layers (k = 1, 2, ... from the input), ``r`` solving the budget."""
+    free = [i for i in range(len(sizes)) if i not in dense]
+    left = budget - sum(sizes[i] for i in dense)
+    if not free:
+        return [1.0] * len(sizes)
+    if left >= sum(sizes[i] for i in free):
+        return [1.0] * len(sizes)
+
+    def spent(r: float) -> float:
+        return sum(sizes[i] * r ** (k + 1) for k, i in enumerate(free))
+
+    lo, hi = 0.0, 1.0  # spent() is increasing on [0, 1]: bisection finds the unique root
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if spent(mid) < left:
+            lo = mid
+        else:
+            hi = mid
+    r = 0.5 * (lo + hi)
+    out = [1.0] * len(sizes)
+    for k, i in enumerate(free):
+        out[i] = r ** (k + 1)
+    return out
+
+
+def pyramidal_ratio(shapes: Sequence[tuple[int, ...]], density: float) -> float:
+    """The ratio ``r`` of the pyramidal rule, ``sum_l n_l r**l = p N`` (chapter 2, SCIENCE §1.5)."""
+    sizes = [math.prod(s) for s in shapes]
+    dens = _solve_pyramidal(sizes, check_density(density) * sum(sizes), set())
+    return dens[0]
+
+
+def layerwise_densities(
+    shapes: Sequence[tuple[int, ...]],
+    density: float,
+    rule: str = "erk",
+    *,
+    dense_first: bool = False,
+    dense_last: bool = False,
+    erk_power: float = 1.0,
+) -> list[float]:
+    """Per-layer densities ``p_l`` whose weighted mean is the requested global density.
+
+    Chapter 2, *Layer-wise density rules*. ``sum_l p_l n_l = p N`` holds exactly
+    for every rule (before rounding to whole weights):
+
+    - ``uniform``: ``p_l = p``.
+    - ``er``: ``p_l ∝ (c_in + c_out) / (c_in c_out)`` (kernel size ignored).
+    - ``erk``: ``p_l ∝ (sum of dims / product of dims) ** erk_power``.
+    - ``balanced``: the same number of nonzeros per layer, ``p_l ∝ 1 / n_l``.
+    - ``pyramidal``: ``p_l = r**l`` from the input, ``r`` the positive root of the budget.
+
+    Layers whose density would exceed 1 become dense and the rest of the budget
+    is shared among the others (RigL's loop). Unlike the released code of
+    Gadhikar et al., this is also done for ``balanced`` (there the clipped
+    budget is lost, so ResNet-18 at p = 0.1 realizes 0.079). ``dense_first`` /
+    ``dense_last`` keep those layers dense, paid from the same budget.
+
+    Parameters
+    ----------
+    shapes
+        Weight shapes of the maskable layers in forward order (see :func:`layer_shapes`).
+    density
+        Requested global density in (0, 1].
+    rule
+        One of :data:`RULES`.
+    dense_first, dense_last
+        Keep the first / last layer dense.
+    erk_power
+        Exponent of the ERK score; 1 is ERK, 0 gives uniform.
+
+    Returns
+    -------
+    list of float
+        One density in (0, 1] per layer.
+
+    Raises
+    ------
+    ValueError
+        For a density outside (0, 1], an unknown rule, no layers, or dense
+        first/last layers that alone need more than the budget.
+    """
+    p = check_density(density)
+    rule = check_rule(rule)
+    if isinstance(erk_power, bool) or not isinstance(erk_power, numbers.Real) or not math.isfinite(erk_power):
+        raise ValueError(f"erk_power must be a finite number, got {erk_power!r}")
+    shapes = [tuple(int(d) for d in s) for s in shapes]
+    if not shapes:
+        raise ValueError("the model has no maskable (Conv2d or Linear) layers")
+    for s in shapes:
+        if len(s) < 2 or min(s) < 1:
+            raise ValueError(f"weight shape {s} is not a conv or linear weight (need >= 2 positive dims)")
+    sizes = [math.prod(s) for s in shapes]
+    total = sum(sizes)
+    budget = p * total
+    dense: set[int] = set()
+    if dense_first:
+        dense.add(0)
+    if dense_last:
+        dense.add(len(shapes) - 1)
+    fixed = sum(sizes[i] for i in dense)
+    if fixed > budget * (1 + 1e-12):
+        raise ValueError(
+            f"density {p} is too low to keep the first/last layer dense: those layers alone need "
+            f"density {fixed / total:.4g}; lower the request or drop dense_first/dense_last"
+        )
+    if p == 1.0:
+        return [1.0] * len(shapes)
+    if rule == "pyramidal":
+        return _solve_pyramidal(sizes, budget, dense)
+    return _solve_with_dense_layers(sizes, _raw_scores(shapes, rule, float(erk_power)), budget, dense)
+
+
+def layer_counts(shapes: Sequence[tuple[int, ...]], densities: Sequence[float]) -> list[int]:
+    """Exact number of kept weights per layer: ``round(p_l n_l)``, at least 1 (chapter 2).
+
+    Keeping at least one weight means no layer is cut off entirely by rounding.
+    """
+    if len(shapes) != len(densities):
+        raise ValueError(f"got {len(densities)} densities for {len(shapes)} layers")
+    counts = []
+    for shape, p in zip(shapes, densities):
+        n = math.prod(shape)
+        counts.append(min(n, max(1, int(round(check_density(p, "layer density") * n)))))
+    return counts
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def _generator(seed: int | None, generator: torch.Generator | None) -> torch.Generator:
+    if generator is not None:
+        return generator
+    if seed is None:
+        raise ValueError("pass a seed or a torch.Generator so that masks are reproducible")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return torch.Generator().manual_seed(int(seed))
+
+
+def sample_er_mask(
+    shape: Sequence[int],
+    density: float,
+    *,
+    seed: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """A uniformly random mask with exactly ``round(density * numel)`` ones (at least one).
+
+    Chapter 2: each layer's mask is an Erdős–Rényi random bipartite graph. Exact
+    counts (as in RigL) rather than Bernoulli draws keep reported densities exact.
+
+    Returns
+    -------
+    torch.Tensor
+        A ``bool`` tensor of the given shape, on the CPU.
+    """
+    shape = tuple(int(d) for d in shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"mask shape must have positive dimensions, got {shape}")
+    k = layer_counts([shape], [density])[0]
+    g = _generator(seed, generator)
+    n = math.prod(shape)
+    flat = torch.zeros(n, dtype=torch.bool)
+    flat[torch.randperm(n, generator=g)[:k]] = True
+    return flat.view(shape)
+
+
+def repair_dead_units(mask: torch.Tensor, *, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Give every unit with no incoming or no outgoing connection one edge, keeping the count.
+
+    Chapter 2, *Isolated units*. For a conv layer the unit is a channel and a
+    channel edge exists when any kernel entry survives (SCIENCE §1.9). Each
+    added edge is paid for by removing a random edge between two units that
+    keep at least one other edge, so the number of kept weights is unchanged
+    (the released code of Gadhikar et al. only adds). Only when no such edge
+    is left (fewer kept weights than units to connect) does the count grow.
+    """
+    if mask.dim() < 2:
+        raise ValueError(f"expected a conv or linear mask with >= 2 dims, got shape {tuple(mask.shape)}")
+    g = _generator(seed, generator)
+    rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g)))
+    m = mask.detach().to("cpu", torch.bool).numpy().copy()
+    n_out, n_in = m.shape[0], m.shape[1]
+    k = int(np.prod(m.shape[2:])) if m.ndim > 2 else 1
+    flat = m.reshape(n_out, n_in, k)
+    row_count = flat.sum(axis=(1, 2)).astype(np.int64)
+    col_count = flat.sum(axis=(0, 2)).astype(np.int64)
+    kept = list(np.flatnonzero(flat))
+
+    def remove_one() -> None:
+        # Rejection sampling: a random kept entry whose row and column keep another entry.
+        for _ in range(10_000):
+            if not kept:
+                return
+            j = int(rng.integers(len(kept)))
+            flat_idx = kept[j]
+            a, rest = divmod(flat_idx, n_in * k)
+            b = rest // k
+            if row_count[a] >= 2 and col_count[b] >= 2:
+                flat.reshape(-1)[flat_idx] = False
+                row_count[a] -= 1
+                col_count[b] -= 1
+                kept[j] = kept[-1]
+                kept.pop()
+                return
+
+    def add(a: int, b: int) -> None:
+        pos = int(rng.integers(k))
+        flat[a, b, pos] = True
+        row_count[a] += 1
+        col_count[b] += 1
+        kept.append((a * n_in + b) * k + pos)
+
+    for a in np.flatnonzero(row_count == 0):
+        add(int(a), int(rng.integers(n_in)))
+        remove_one()
+    for b in np.flatnonzero(col_count == 0):
+        add(int(rng.integers(n_out)), int(b))
+        remove_one()
+    return torch.from_numpy(flat.reshape(m.shape).copy())
+
+
+def sample_masks(
+    model: nn.Module,
+    density: float,
+    rule: str = "erk",
+    *,
+    seed: int = 0,
+    dense_first: bool = False,
+    dense_last: bool = False,
+    erk_power: float = 1.0,
+    repair: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Sample one exact-count ER mask per maskable layer of ``model`` (chapter 2).
+
+    Returns
+    -------
+    dict
+        Layer name to ``bool`` mask of the layer's weight shape. The same seed
+        gives the same masks bit for bit.
+    """
+    layers = maskable_layers(model)
+    shapes = [tuple(m.weight.shape) for _, m in layers]
+    densities = layerwise_densities(
+        shapes, density, rule, dense_first=dense_first, dense_last=dense_last, erk_power=erk_power
+    )
+    g = _generator(seed, None)
+    masks = {}
+    for (name, _), shape, p in zip(layers, shapes, densities):
+        mask = sample_er_mask(shape, p, generator=g)
+        if repair and p < 1.0:
+            mask = repair_dead_units(mask, generator=g)
+        masks[name] = mask
+    return masks
+
+
+# ----------------------------------------------------------------------------- masking a model
+
+
+def _live_owner(module: nn.Module) -> "Masking | None":
+    """The Masking that hooks this module now, or None (also for a deep copy's stale buffer)."""
+    ref = getattr(module, "_rpbook_mask_owner", None)
+    owner = ref() if ref is not None else None
+    if owner is not None and any(m is module for m in owner._modules.values()):
+        return owner
+    return None
+
+
+def _mask_gradient(module: nn.Module, masking: "Masking", grad: torch.Tensor) -> torch.Tensor:
+    if masking._unmasked:
+        return grad
+    return grad * module.weight_mask
+
+
+class Masking:
+    """Attach masks to a model and keep every masked weight, and its gradient, exactly zero.
+
+    Chapter 1. Each mask lives next to the weight it masks, as a non-persistent
+    buffer ``weight_mask`` (so ``model.to(device)`` moves it and the model's
+    ``state_dict`` stays that of the dense architecture). A gradient hook
+    multiplies each weight's gradient by its mask during ``backward``, so logged
+    gradient norms are the masked ones; with a zero gradient, SGD (momentum,
+    Nesterov, weight decay), Adam and AdamW all leave a zero weight at zero.
+    :meth:`watch` additionally re-applies the masks after every optimizer step,
+    which guards against optimizers that move zero-gradient weights.
+    ``benchmarks/mask_overhead.py`` measures this against ``torch.nn.utils.prune``
+    and ``parametrize``.
+
+    Parameters
+    ----------
+    model
+        The network; its ``Conv2d``/``Linear`` layers can be masked.
+    masks
+        Layer name to a 0/1 (or bool) tensor of the weight's shape. Layers not
+        named stay dense.
+    """
+
+    def __init__(self, model: nn.Module, masks: Mapping[str, torch.Tensor]):
+        layers = dict(maskable_layers(model))
+        for name, mask in masks.items():
+            if name not in layers:
+                allowed = ", ".join(layers) or "none"
+                raise ValueError(f"mask names layer {name!r}, which is not a Conv2d/Linear layer of the model; layers: {allowed}")
+            weight = layers[name].weight
+            if not isinstance(mask, torch.Tensor):
+                raise ValueError(f"mask for layer {name!r} must be a tensor, got {type(mask).__name__}")
+            if tuple(mask.shape) != tuple(weight.shape):
+                raise ValueError(
+                    f"mask for layer {name!r} has shape {tuple(mask.shape)} but the layer's weight has shape {tuple(weight.shape)}"
+                )
+            if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+                raise ValueError(f"mask for layer {name!r} must contain only 0 and 1")
+            if _live_owner(layers[name]) is not None:
+                raise ValueError(f"layer {name!r} already carries a mask; call Masking.remove() first")
+        self.model = model
+        self._unmasked = False
+        self._handles: list = []
+        self._modules: dict[str, nn.Module] = {}
+        for name, mask in masks.items():
+            module = layers[name]
+            if hasattr(module, "weight_mask"):  # a stale buffer, e.g. copied by copy.deepcopy
+                del module.weight_mask
+            module.register_buffer("weight_mask", mask.detach().to(module.weight.device, module.weight.dtype), persistent=False)
+            self._handles.append(module.weight.register_hook(lambda g, m=module: _mask_gradient(m, self, g)))
+            module._rpbook_mask_owner = weakref.ref(self)
+            self._modules[name] = module
+        self.apply_()
+
+    @classmethod
+    def from_model(cls, model: nn.Module) -> "Masking":
+        """Re-attach the masks a model already carries, e.g. after ``copy.deepcopy``.
+
+        ``deepcopy`` copies the ``weight_mask`` buffers but not the gradient
+        hooks, so a copied sparse model must be re-attached before training.
+        """
+        masks = {name: m.weight_mask.detach().clone() for name, m in maskable_layers(model)
+                 if hasattr(m, "weight_mask") and _live_owner(m) is None}
+        return cls(model, masks)
+
+    # -- the invariant
+    @torch.no_grad()
+    def apply_(self) -> None:
+        """Zero every masked weight (in place)."""
+        for module in self._modules.values():
+            module.weight.mul_(module.weight_mask)
+
+    def watch(self, optimizer: torch.optim.Optimizer) -> None:
+        """Re-apply the masks after every ``optimizer.step()``."""
+        self._handles.append(optimizer.register_step_post_hook(lambda *_: self.apply_()))
+
+    @contextmanager
+    def unmasked_gradients(self) -> Iterator[None]:
+        """Inside this block backward gives dense gradients (RigL's grow criterion, chapter 5)."""
+        self._unmasked = True
+        try:
+            yield
+        finally:
+            self._unmasked = False
+
+    @torch.no_grad()
+    def set_mask(self, name: str, mask: torch.Tensor, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Replace one layer's mask (dynamic sparse training, chapter 5).
+
+        Weights that leave the mask are zeroed. Optimizer state (momentum, Adam
+        moments) is zeroed wherever the mask changed, so a regrown weight starts
+        from zero with a fresh state and a dropped one cannot drift back.
+        """
+        if name not in self._modules:
+            raise ValueError(f"layer {name!r} is not masked; masked layers: {', '.join(self._modules)}")
+        module = self._modules[name]
+        if tuple(mask.shape) != tuple(module.weight.shape):
+            raise ValueError(
+                f"mask for layer {name!r} has shape {tuple(mask.shape)} but the layer's weight has shape {tuple(module.weight.shape)}"
+            )
+        new = mask.detach().to(module.weight.device, module.weight.dtype)
+        changed = new != module.weight_mask
+        module.weight_mask.copy_(new)
+        module.weight.mul_(new)
+        module.weight[changed] = 0.0
+        if optimizer is not None:
+            state = optimizer.state.get(module.weight, {})
+            for value in state.values():
+                if isinstance(value, torch.Tensor) and value.shape == module.weight.shape:
+                    value[changed] = 0
+
+    def remove(self) -> None:
+        """Detach hooks and buffers; the weights keep their zeros."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        for module in self._modules.values():
+            del module.weight_mask
+            del module._rpbook_mask_owner
+        self._modules.clear()
+
+    # -- views
+    @property
+    def masks(self) -> dict[str, torch.Tensor]:
+        """Layer name to ``bool`` mask (CPU copies)."""
+        return {name: m.weight_mask.detach().to("cpu").bool() for name, m in self._modules.items()}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Masks for a checkpoint."""
+        return self.masks
+
+    def layer_densities(self) -> dict[str, float]:
+        """Realized density of every maskable layer (1.0 for unmasked layers)."""
+        return layer_densities(self.model)
+
+    def global_density(self) -> float:
+        """Realized global density over all maskable weights."""
+        return global_density(self.model)
+
+
+def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> Masking:
+    """Attach ``masks`` to ``model`` and zero the masked weights (chapter 1). See :class:`Masking`."""
+    return Masking(model, masks)
+
+
+def mask_model(
+    model: nn.Module,
+    density: float,
+    rule: str = "erk",
+    *,
+    seed: int = 0,
+    dense_first: bool = False,
+    dense_last: bool = False,
+    erk_power: float = 1.0,
+    repair: bool = False,
+) -> Masking:
+    """Sample ER masks for ``model`` with a layer-wise rule and attach them (chapters 1–3)."""
+    masks = sample_masks(
+        model, density, rule, seed=seed, dense_first=dense_first, dense_last=dense_last,
+        erk_power=erk_power, repair=repair,
+    )
+    return Masking(model, masks)
+
+
+# ----------------------------------------------------------------------------- accounting
+
+
+def _layer_mask(module: nn.Module) -> torch.Tensor | None:
+    return getattr(module, "weight_mask", None)
+
+
+def layer_densities(model: nn.Module) -> dict[str, float]:
+    """Realized density of each maskable layer: kept weights over all weights (chapter 1)."""
+    out = {}
+    for name, module in maskable_layers(model):
+        mask = _layer_mask(module)
+        out[name] = 1.0 if mask is None else float(mask.sum()) / mask.numel()
+    return out
+
+
+def global_density(model: nn.Module) -> float:
+    """Kept maskable weights over all maskable weights (chapter 1)."""
+    kept = total = 0
+    for _, module in maskable_layers(model):
+        mask = _layer_mask(module)
+        total += module.weight.numel()
+        kept += module.weight.numel() if mask is None else int(mask.sum())
+    return kept / total if total else 1.0
+
+
+def count_nonzero_parameters(model: nn.Module) -> int:
+    """All parameters minus the masked-out weights (biases and BatchNorm always count)."""
+    n = sum(p.numel() for p in model.parameters())
+    for _, module in maskable_layers(model):
+        mask = _layer_mask(module)
+        if mask is not None:
+            n -= mask.numel() - int(mask.sum())
+    return n
+
+
+@dataclass
+class LayerAccount:
+    """One row of a :class:`SparsityReport`."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    params: int
+    nonzero: int
+    density: float
+    flops_dense: int
+    flops_sparse: int
+
+
+@dataclass
+class SparsityReport:
+    """Per-layer and total density, parameters and FLOPs per example (chapter 1).
+
+    FLOPs count a multiply-add as two operations and cover conv and linear
+    weights only (biases, BatchNorm and activations are a few percent at most).
+    """
+
+    layers: list[LayerAccount] = field(default_factory=list)
+
+    @property
+    def params(self) -> int:
+        return sum(r.params for r in self.layers)
+
+    @property
+    def nonzero(self) -> int:
+        return sum(r.nonzero for r in self.layers)
+
+    @property
+    def density(self) -> float:
+        return self.nonzero / self.params if self.params else 1.0
+
+    @property
+    def flops_dense(self) -> int:
+        return sum(r.flops_dense for r in self.layers)
+
+    @property
+    def flops_sparse(self) -> int:
+        return sum(r.flops_sparse for r in self.layers)
+
+    def rows(self) -> list[dict]:
+        """One dict per layer plus a ``total`` row, for tables and JSON."""
+        rows = [
+            {"layer": r.name, "kind": r.kind, "shape": "×".join(map(str, r.shape)), "weights": r.params,
+             "kept": r.nonzero, "density": r.density, "MFLOPs dense": r.flops_dense / 1e6,
+             "MFLOPs sparse": r.flops_sparse / 1e6}
+            for r in self.layers
+        ]
+        rows.append({"layer": "total", "kind": "", "shape": "", "weights": self.params, "kept": self.nonzero,
+                     "density": self.density, "MFLOPs dense": self.flops_dense / 1e6,
+                     "MFLOPs sparse": self.flops_sparse / 1e6})
+        return rows
+
+    def __str__(self) -> str:
+        rows = self.rows()
+        head = f"{'layer':<22}{'shape':>16}{'weights':>11}{'kept':>10}{'density':>9}{'MFLOPs dense':>14}{'MFLOPs sparse':>15}"
+        lines = [head, "-" * len(head)]
+        for r in rows:
+            if r["layer"] == "total":
+                lines.append("-" * len(head))
+            lines.append(
+                f"{r['layer']:<22}{r['shape']:>16}{r['weights']:>11,}{r['kept']:>10,}{r['density']:>9.3f}"
+                f"{r['MFLOPs dense']:>14.3f}{r['MFLOPs sparse']:>15.3f}"
+            )
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        rows = self.rows()
+        cols = list(rows[0])
+        fmt = {"density": "{:.3f}", "MFLOPs dense": "{:.3f}", "MFLOPs sparse": "{:.3f}", "weights": "{:,}", "kept": "{:,}"}
+        body = "".join(
+            "<tr>" + "".join(f"<td>{fmt.get(c, '{}').format(r[c])}</td>" for c in cols) + "</tr>" for r in rows
+        )
+        return f"<table><thead><tr>{''.join(f'<th>{c}</th>' for c in cols)}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@torch.no_grad()
+def sparsity_report(model: nn.Module, in_shape: Sequence[int]) -> SparsityReport:
+    """Density, kept weights and dense/sparse FLOPs per example of every maskable layer (chapter 1).
+
+    A dummy forward pass of one example of shape ``in_shape`` finds each
+    layer's number of output positions; the model's train/eval mode and
+    BatchNorm statistics are left as they were.
+    """
+    layers = maskable_layers(model)
+    positions: dict[str, int] = {}
+    handles = []
+    for name, module in layers:
+        def hook(mod, inp, out, name=name):
+            positions[name] = int(out[0, 0].numel()) if isinstance(mod, nn.Conv2d) else int(out[..., 0].numel())
+        handles.append(module.register_forward_hook(hook))
+    was_training = model.training
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    try:
+        model.eval()
+        model(torch.zeros((1, *in_shape), device=device))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    report = SparsityReport()
+    for name, module in layers:
+        mask = _layer_mask(module)
+        n = module.weight.numel()
+        kept = n if mask is None else int(mask.sum())
+        pos = positions.get(name, 0)
+        report.layers.append(LayerAccount(
+            name=name, kind="conv" if isinstance(module, nn.Conv2d) else "linear",
+            shape=tuple(module.weight.shape), params=n, nonzero=kept, density=kept / n,
+            flops_dense=2 * n * pos, flops_sparse=2 * kept * pos,
+        ))
+    return report

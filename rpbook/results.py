@@ -1,0 +1,245 @@
+"""The result store: experiment results as JSON, keyed by a hash of their config.
+
+Chapter 1 (*How to run this book*) explains it: a chapter asks for an
+experiment at a profile; a stored result for exactly that config is loaded,
+otherwise the experiment runs and its result is stored with its provenance.
+A failed or interrupted run never overwrites a stored result; the finished
+units of an interrupted sweep are kept in a ``.partial`` file and reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from . import __version__
+
+RESULTS_ENV = "RPBOOK_RESULTS"
+PARTIAL_DIR = ".partial"
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Turn dataclasses, tuples, tensors and numpy scalars into plain JSON values (NaN → None)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, torch.Tensor):
+        return to_jsonable(obj.detach().cpu().tolist())
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "shape", None) == ():
+        obj = obj.item()
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, float) and (math.isnan(obj) or math.isinf(obj)):
+        return None
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in a JSON result: {obj!r}")
+
+
+def from_jsonable(cls: type, data: Any) -> Any:
+    """Rebuild a (nested) config dataclass from its JSON form; ``ValueError`` if it no longer fits.
+
+    Used to check that every committed result names a config the current code
+    still accepts (unknown or missing fields, or values the config rejects).
+    """
+    import typing
+
+    if not (dataclasses.is_dataclass(cls) and isinstance(data, dict)):
+        raise ValueError(f"expected a {getattr(cls, '__name__', cls)} as a JSON object, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no field(s) {', '.join(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints.get(name)
+        kwargs[name] = _from_json_value(hint, value)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ValueError(f"cannot rebuild {cls.__name__}: {err}") from err
+
+
+def _from_json_value(hint: Any, value: Any) -> Any:
+    import typing
+
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+        for arg in args:
+            if dataclasses.is_dataclass(arg) and isinstance(value, dict):
+                return from_jsonable(arg, value)
+        hint, origin = args[0], typing.get_origin(args[0])
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if dataclasses.is_dataclass(hint):
+        return from_jsonable(hint, value)
+    if origin is tuple and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_from_json_value(args[0], v) for v in value)
+        if args and len(args) == len(value):
+            return tuple(_from_json_value(a, v) for a, v in zip(args, value))
+        return tuple(_from_json_value(None, v) for v in value)
+    if hint is tuple and isinstance(value, list):
+        return tuple(value)
+    if origin is list and isinstance(value, list):
+        return [_from_json_value(args[0] if args else None, v) for v in value]
+    if hint is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def config_hash(experiment: str, config: Any) -> str:
+    """A short stable hash of an experiment name and its config (chapter 1)."""
+    canonical = json.dumps({"experiment": experiment, "config": to_jsonable(config)}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
+    """Write JSON to a temporary file in the same directory, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=1, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def default_results_dir() -> Path:
+    """``$RPBOOK_RESULTS``, else the book's ``_results`` folder seen from here, else the repository's.
+
+    Notebooks run with ``book/`` as working directory, the CLI from the
+    repository root; both find the same ``book/_results``.
+    """
+    env = os.environ.get(RESULTS_ENV)
+    if env:
+        return Path(env)
+    cwd = Path.cwd()
+    for candidate in (cwd / "_results", cwd / "book" / "_results"):
+        if candidate.is_dir():
+            return candidate
+    repo_book = Path(__file__).resolve().parent.parent / "book"
+    if repo_book.is_dir():  # an editable install inside the repository
+        return repo_book / "_results"
+    return cwd / "_results"
+
+
+def provenance(*, device: str, wall_time: float, profile: str | None = None, seeds: Any = None) -> dict:
+    """Where a result came from: versions, device, date, wall time (chapter 1)."""
+    return {
+        "rpbook_version": __version__,
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+        "device": device,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(float(wall_time), 3),
+        "profile": profile,
+        "seeds": to_jsonable(seeds),
+    }
+
+
+class ResultStore:
+    """JSON results under ``root/<experiment>/<config hash>.json`` (chapter 1).
+
+    Each file holds ``experiment``, ``config``, ``config_hash``, ``result`` and
+    ``provenance``. Unfinished sweeps keep their finished units in
+    ``root/.partial/<experiment>-<hash>.jsonl``.
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = Path(root) if root is not None else default_results_dir()
+
+    def path(self, experiment: str, config: Any) -> Path:
+        return self.root / experiment / f"{config_hash(experiment, config)}.json"
+
+    def partial_path(self, experiment: str, config: Any) -> Path:
+        return self.root / PARTIAL_DIR / f"{experiment}-{config_hash(experiment, config)}.jsonl"
+
+    def has(self, experiment: str, config: Any) -> bool:
+        return self.path(experiment, config).is_file()
+
+    def load(self, experiment: str, config: Any) -> dict:
+        """The stored record for exactly this config; ``FileNotFoundError`` if there is none."""
+        path = self.path(experiment, config)
+        if not path.is_file():
+            raise FileNotFoundError(f"no stored result for {experiment} with this config (looked for {path})")
+        with open(path) as fh:
+            record = json.load(fh)
+        if record.get("config") != to_jsonable(config):
+            raise ValueError(f"{path} holds a different config than its name says; delete it and rerun")
+        return record
+
+    def save(self, experiment: str, config: Any, result: Any, prov: dict) -> Path:
+        """Store a finished result atomically and drop the sweep's partial file."""
+        record = {
+            "experiment": experiment,
+            "config": to_jsonable(config),
+            "config_hash": config_hash(experiment, config),
+            "result": to_jsonable(result),
+            "provenance": prov,
+        }
+        path = self.path(experiment, config)
+        write_json_atomic(path, record)
+        partial = self.partial_path(experiment, config)
+        if partial.exists():
+            partial.unlink()
+        return path
+
+    def records(self, experiment: str | None = None) -> Iterator[dict]:
+        """Every stored record (of one experiment, or all), skipping partial files."""
+        dirs = [self.root / experiment] if experiment else sorted(p for p in self.root.glob("*") if p.is_dir() and p.name != PARTIAL_DIR)
+        for d in dirs:
+            for path in sorted(d.glob("*.json")):
+                with open(path) as fh:
+                    record = json.load(fh)
+                record["_path"] = str(path)
+                yield record
+
+    # -- partial sweeps
+    def load_partial(self, experiment: str, config: Any) -> dict[str, Any]:
+        """Finished units of an interrupted sweep: unit key to its result."""
+        path = self.partial_path(experiment, config)
+        done: dict[str, Any] = {}
+        if path.exists():
+            with open(path) as fh:
+                for line in fh:
+                    line = line.strip()
+                    if not line:
+                        continue
+                    try:
+                        entry = json.loads(line)
+                    except json.JSONDecodeError:  # a line cut short by a crash
+                        continue
+                    done[entry["key"]] = entry["value"]
+        return done
+
+    def append_partial(self, experiment: str, config: Any, key: str, value: Any) -> None:
+        """Record one finished unit; a crash can at worst lose the unit being written."""
+        path = self.partial_path(experiment, config)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"key": key, "value": to_jsonable(value)}, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())

@@ -1,0 +1,471 @@
+"""Training and evaluation: ``fit``, ``evaluate``, history, checkpoints and callbacks.
+
+Chapter 1 runs a first small ``fit``; chapter 3 trains random sparse networks
+with it; chapters 5–7 add mask updates and measurements through callbacks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import check_seed, choose_device
+from .masks import Masking, maskable_layers
+
+OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
+SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
+AUGMENTATIONS: tuple[str, ...] = ("none", "cifar")
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def _check_number(name: str, value: object, *, low: float | None = None, strict: bool = False, integer: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or (integer and not isinstance(value, numbers.Integral)):
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
+    if math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (value <= low if strict else value < low):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {low}, got {value!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run, except model, data and mask (chapter 3).
+
+    ``milestones`` are fractions of the run at which the ``step`` schedule
+    multiplies the learning rate by ``gamma`` (Liu et al.: 0.5 and 0.75).
+    ``grad_norm_every`` logs the masked gradient norm every that many steps
+    (0 turns it off). ``amp`` uses mixed precision, on CUDA only.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    label_smoothing: float = 0.0
+    augment: str = "none"
+    seed: int = 0
+    grad_norm_every: int = 0
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        self.milestones = tuple(self.milestones)
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and what is allowed."""
+        _check_number("epochs", self.epochs, low=1, integer=True)
+        _check_number("batch_size", self.batch_size, low=1, integer=True)
+        _check_number("lr", self.lr, low=0, strict=True)
+        _check_number("momentum", self.momentum, low=0)
+        _check_number("weight_decay", self.weight_decay, low=0)
+        _check_number("gamma", self.gamma, low=0, strict=True)
+        _check_number("grad_norm_every", self.grad_norm_every, low=0, integer=True)
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {self.augment!r}; allowed: {', '.join(AUGMENTATIONS)}")
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be fractions of the run in (0, 1), got {self.milestones!r}")
+        check_seed(self.seed)
+
+
+@dataclass
+class History:
+    """What ``fit`` records: one row per epoch, gradient norms, and the final test metrics."""
+
+    epochs: list[dict] = field(default_factory=list)
+    grad_norms: list[dict] = field(default_factory=list)
+    test: dict = field(default_factory=dict)
+    wall_time: float = 0.0
+
+    def column(self, key: str) -> list:
+        """One metric over epochs, e.g. ``history.column("val_acc")``."""
+        return [row.get(key) for row in self.epochs]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(**d)
+
+
+class Callback:
+    """Hook into :func:`fit` without editing it (chapters 5–7: mask updates, measurements).
+
+    Every method receives the :class:`TrainState`. ``state_dict`` /
+    ``load_state_dict`` let a callback with state survive checkpoint and resume.
+    """
+
+    def on_train_begin(self, state: "TrainState") -> None: ...
+    def on_after_backward(self, state: "TrainState") -> None: ...
+    def on_step_end(self, state: "TrainState") -> None: ...
+    def on_epoch_end(self, state: "TrainState") -> None: ...
+    def on_train_end(self, state: "TrainState") -> None: ...
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+@dataclass
+class TrainState:
+    """The live objects of a run, handed to callbacks."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    data: Any
+    device: torch.device
+    masking: Masking | None
+    history: History
+    steps_per_epoch: int
+    total_steps: int
+    epoch: int = 0
+    step: int = 0
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    loss: torch.Tensor | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _task(data: Any) -> str:
+    return getattr(data, "task", "classification")
+
+
+def compute_loss(output: torch.Tensor, target: torch.Tensor, task: str, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy for classification, mean squared error for regression (chapters 3, 4)."""
+    if task == "regression":
+        return F.mse_loss(output, target.view_as(output))
+    return F.cross_entropy(output, target, label_smoothing=label_smoothing)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    task: str = "classification",
+    batch_size: int = 1024,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Loss (and accuracy for classification) of ``model`` on ``(x, y)`` in eval mode (chapter 3).
+
+    Returns
+    -------
+    dict
+        ``{"loss": float, "accuracy": float | None, "n": int}``.
+    """
+    dev = choose_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_loss, correct, n = 0.0, 0, len(x)
+    try:
+        for i in range(0, n, batch_size):
+            xb, yb = x[i:i + batch_size].to(dev), y[i:i + batch_size].to(dev)
+            out = model(xb).float()
+            total_loss += float(compute_loss(out, yb, task)) * len(xb)
+            if task != "regression":
+                correct += int((out.argmax(1) == yb).sum())
+    finally:
+        model.train(was_training)
+    if n == 0:
+        return {"loss": float("nan"), "accuracy": None, "n": 0}
+    return {"loss": total_loss / n, "accuracy": correct / n if task != "regression" else None, "n": n}
+
+
+def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Learning rate at a step: cosine to 0, step decay at ``milestones``, or constant (chapter 3)."""
+    if config.schedule == "cosine":
+        return 0.5 * config.lr * (1 + math.cos(math.pi * step / max(1, total_steps)))
+    if config.schedule == "step":
+        passed = sum(step >= m * total_steps for m in config.milestones)
+        return config.lr * config.gamma ** passed
+    return config.lr
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov), Adam or AdamW with the config's settings (chapter 3)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov and config.momentum > 0, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _augment_cifar(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with 4-pixel padding and horizontal flip, on tensors (chapter 3, paper scale)."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (4, 4, 4, 4))
+    dx = torch.randint(0, 9, (n,), generator=generator)
+    dy = torch.randint(0, 9, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).to(x.device)
+    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).to(x.device)
+    cols = torch.where(flip.view(n, 1).to(x.device), cols.flip(1), cols)
+    idx_n = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+    idx_c = torch.arange(x.shape[1], device=x.device).view(1, -1, 1, 1)
+    return padded[idx_n, idx_c, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+
+
+def masked_gradient_norm(model: nn.Module) -> tuple[float, dict[str, float]]:
+    """L2 norm of the current gradients of the maskable weights, in total and per layer (chapter 5).
+
+    The gradients are the masked ones when a :class:`~rpbook.masks.Masking` is attached.
+    """
+    per_layer = {}
+    for name, module in maskable_layers(model):
+        g = module.weight.grad
+        per_layer[name] = 0.0 if g is None else float(g.detach().float().norm())
+    return math.sqrt(sum(v * v for v in per_layer.values())), per_layer
+
+
+def _fingerprint(model: nn.Module, data: Any, config: TrainConfig, masking: Masking | None) -> dict:
+    """What a checkpoint must agree on to be resumed."""
+    return {
+        "config": json.loads(json.dumps(asdict(config))),
+        "model": type(model).__name__,
+        "shapes": {k: list(v.shape) for k, v in model.state_dict().items()},
+        "data": [getattr(data, "name", "?"), len(data.x_train), len(data.x_val)],
+        "masked_layers": sorted(masking.masks) if masking is not None else [],
+    }
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> str:
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            d = _diff(va, vb, prefix + key + ".")
+            if d:
+                return d
+        elif va != vb:
+            return f"{prefix}{key} ({va!r} in the checkpoint, {vb!r} now)"
+    return ""
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same directory, then rename it into place.
+
+    A crash mid-write leaves the previous checkpoint intact (chapter 3).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated or foreign file
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    if not isinstance(ckpt, dict) or "fingerprint" not in ckpt:
+        raise ValueError(f"{path} is not an rpbook checkpoint")
+    diff = _diff(ckpt["fingerprint"], fingerprint)
+    if diff:
+        raise ValueError(f"checkpoint {path} was written for a different run: it differs in {diff}; "
+                         "use another checkpoint directory or resume=False")
+    return ckpt
+
+
+def _progress_bar(total: int, enabled: bool, desc: str):
+    from tqdm.auto import tqdm  # imported here so the headless science never needs it
+
+    return tqdm(total=total, desc=desc, unit="epoch", disable=not enabled, leave=True)
+
+
+def fit(
+    model: nn.Module,
+    data: Any,
+    config: TrainConfig | None = None,
+    *,
+    masking: Masking | None = None,
+    callbacks: Sequence[Callback] = (),
+    device: str | torch.device | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int = 1,
+    resume: bool = False,
+    progress: bool = True,
+    desc: str = "training",
+) -> History:
+    """Train ``model`` on ``data`` and return its :class:`History` (chapter 1 first, then everywhere).
+
+    Parameters
+    ----------
+    model
+        The network (masked or dense).
+    data
+        An :class:`rpbook.data.Dataset` (``x_train``, ``y_train``, ``x_val``,
+        ``y_val``, ``x_test``, ``y_test``, ``task``).
+    config
+        A :class:`TrainConfig`; defaults if omitted.
+    masking
+        The :class:`~rpbook.masks.Masking` attached to ``model``, if it is sparse.
+        Masked weights and their gradients stay exactly zero.
+    callbacks
+        :class:`Callback` objects, called in order.
+    device
+        ``"cpu"``, ``"cuda"``, ``"mps"``; by default the best available.
+    checkpoint_dir, checkpoint_every
+        Write ``checkpoint.pt`` there every that many epochs (atomically).
+    resume
+        Continue from the checkpoint in ``checkpoint_dir`` if there is one.
+        On the CPU the result equals an uninterrupted run bit for bit.
+    progress
+        Show a ``tqdm`` progress bar (``TQDM_DISABLE=1`` also hides it).
+
+    Raises
+    ------
+    ValueError
+        For a bad config, or a checkpoint written for a different run.
+    """
+    config = config or TrainConfig()
+    config.validate()
+    _check_number("checkpoint_every", checkpoint_every, low=1, integer=True)
+    dev = choose_device(device)
+    task = _task(data)
+    model.to(dev)
+    x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
+    n = len(x_train)
+    if n == 0:
+        raise ValueError("the training split is empty")
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    optimizer = make_optimizer(model, config)
+    if masking is not None:
+        masking.apply_()
+        masking.watch(optimizer)
+    use_amp = bool(config.amp) and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    history = History()
+    state = TrainState(model=model, optimizer=optimizer, config=config, data=data, device=dev, masking=masking,
+                       history=history, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.epochs)
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
+    fingerprint = _fingerprint(model, data, config, masking)
+    start_epoch = 0
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        ckpt = _load_checkpoint(ckpt_path, fingerprint)
+        model.load_state_dict(ckpt["model"])
+        if masking is not None:
+            for name, mask in ckpt["masks"].items():
+                masking.set_mask(name, mask)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        history = History.from_dict(ckpt["history"])
+        state.history = history
+        for cb, cb_state in zip(callbacks, ckpt.get("callbacks", [])):
+            cb.load_state_dict(cb_state)
+        start_epoch = ckpt["epoch"]
+        state.step = ckpt["step"]
+    elif resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs a checkpoint_dir")
+
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    bar = _progress_bar(config.epochs, progress, desc)
+    bar.update(start_epoch)
+    started = time.perf_counter()
+    model.train()
+    for epoch in range(start_epoch, config.epochs):
+        state.epoch = epoch
+        # One generator per epoch, derived from the seed: resuming needs no saved RNG state.
+        gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=gen).to(dev)
+        sum_loss, sum_correct = 0.0, 0
+        for i in range(steps_per_epoch):
+            idx = order[i * config.batch_size:(i + 1) * config.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if config.augment == "cifar":
+                xb = _augment_cifar(xb, gen)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(state.step, state.total_steps, config)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
+                out = model(xb)
+                loss = compute_loss(out.float(), yb, task, config.label_smoothing)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}, step {state.step}; "
+                                         f"try a smaller learning rate than {config.lr}")
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+            else:
+                loss.backward()
+            state.batch, state.loss = (xb, yb), loss
+            if config.grad_norm_every and state.step % config.grad_norm_every == 0:
+                total, per_layer = masked_gradient_norm(model)
+                history.grad_norms.append({"step": state.step, "epoch": epoch, "total": total, "layers": per_layer})
+            for cb in callbacks:
+                cb.on_after_backward(state)
+            if scaler is not None:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            state.step += 1
+            sum_loss += float(loss.detach()) * len(xb)
+            if task != "regression":
+                sum_correct += int((out.detach().argmax(1) == yb).sum())
+            for cb in callbacks:
+                cb.on_step_end(state)
+        row = {"epoch": epoch + 1, "step": state.step, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": sum_loss / n, "train_acc": sum_correct / n if task != "regression" else None}
+        if len(data.x_val):
+            val = evaluate(model, data.x_val, data.y_val, task=task)
+            row.update(val_loss=val["loss"], val_acc=val["accuracy"])
+        history.epochs.append(row)
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("train_loss", "val_acc") and v is not None})
+        if ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs):
+            save_atomic({
+                "fingerprint": fingerprint, "epoch": epoch + 1, "step": state.step,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "masks": masking.masks if masking is not None else {},
+                "history": history.to_dict(), "callbacks": [cb.state_dict() for cb in callbacks],
+            }, ckpt_path)
+    bar.close()
+    history.wall_time += time.perf_counter() - started
+    history.test = evaluate(model, data.x_test, data.y_test, task=task)
+    for cb in callbacks:
+        cb.on_train_end(state)
+    return history

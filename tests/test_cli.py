@@ -1,0 +1,92 @@
+"""The rpbook command: a training round trip, experiments, and one-line errors with exit code 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rpbook.cli import main
+
+QUICK = ["train", "--model", "mlp", "--dataset", "digits", "--epochs", "2", "--n-train", "200", "--no-progress",
+         "--device", "cpu"]
+
+
+def test_train_round_trip(tmp_path, capsys):
+    out = tmp_path / "run.json"
+    assert main(QUICK + ["--density", "0.1", "--rule", "erk", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "realized density 0.100" in printed and "test accuracy" in printed
+    payload = json.loads(out.read_text())
+    assert payload["config"]["density"] == 0.1 and payload["config"]["rule"] == "erk"
+    assert len(payload["result"]["history"]) == 2
+    assert payload["result"]["density"] == pytest.approx(0.1, abs=0.002)
+    assert {"name", "shape", "density"} <= set(payload["result"]["layers"][0])
+    assert 0.0 <= payload["result"]["test_accuracy"] <= 1.0
+    assert payload["provenance"]["device"] == "cpu"
+    # the same command gives the same numbers
+    out2 = tmp_path / "run2.json"
+    main(QUICK + ["--density", "0.1", "--rule", "erk", "--output", str(out2)])
+    assert json.loads(out2.read_text())["result"]["history"] == payload["result"]["history"]
+
+
+def test_dense_run(capsys):
+    assert main(QUICK + ["--density", "1.0"]) == 0
+    assert "realized density 1.000" in capsys.readouterr().out
+
+
+def test_checkpoint_and_resume(tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    assert main(QUICK + ["--checkpoint-dir", str(ckpt)]) == 0
+    assert (ckpt / "checkpoint.pt").exists()
+    assert main(QUICK + ["--checkpoint-dir", str(ckpt), "--resume"]) == 0
+    assert main(QUICK + ["--checkpoint-dir", str(ckpt), "--resume", "--lr", "0.2"]) == 2
+    assert "different run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--density", "1.5"], "density must be in (0, 1]"),
+        (["--density", "0"], "density must be in (0, 1]"),
+        (["--density", "nan"], "--density must be a number, got 'nan'"),
+        (["--density", "abc"], "--density must be a number, got 'abc'"),
+        (["--width", "0"], "width must be a number > 0, got 0.0"),
+        (["--width", "-2"], "width must be a number > 0, got -2.0"),
+        (["--rule", "random"], "unknown layer-wise density rule 'random'"),
+        (["--model", "resnet18"], "unknown model 'resnet18'; allowed: mlp"),
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'; allowed:"),
+        (["--optimizer", "lion"], "unknown optimizer 'lion'; allowed: sgd, adam, adamw"),
+        (["--init", "xavier"], "unknown init 'xavier'"),
+        (["--epochs", "0"], "epochs must be >= 1, got 0"),
+        (["--epochs", "two"], "--epochs must be an integer, got 'two'"),
+        (["--profile", "huge"], "unknown profile 'huge'"),
+        (["--resume"], "--resume needs --checkpoint-dir"),
+        (["--device", "cuda"], "CUDA is not available"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(args, message, capsys, tmp_path):
+    out = tmp_path / "never.json"
+    assert main(QUICK + args + ["--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0, err
+    assert err.startswith("rpbook: error: ") and message in err
+    assert not out.exists()
+
+
+def test_run_and_list_unknown_experiment(capsys):
+    assert main(["run", "no-such-experiment", "--profile", "quick"]) == 2
+    assert "unknown experiment 'no-such-experiment'" in capsys.readouterr().err
+    assert main(["list", "--results", "/nonexistent-results"]) == 0
+
+
+def test_console_script_help_documents_every_option():
+    env = dict(os.environ, TQDM_DISABLE="1")
+    exe = os.path.join(os.path.dirname(sys.executable), "rpbook")
+    top = subprocess.run([exe, "--help"], capture_output=True, text=True, env=env, check=True).stdout
+    assert "train" in top and "run" in top and "list" in top
+    help_text = subprocess.run([exe, "train", "--help"], capture_output=True, text=True, env=env, check=True).stdout
+    for option in ("--model", "--width", "--dataset", "--density", "--rule", "--dense-first", "--dense-last", "--init",
+                   "--optimizer", "--lr", "--epochs", "--batch-size", "--seed", "--device", "--profile", "--output",
+                   "--checkpoint-dir", "--resume"):
+        assert option in help_text, option
