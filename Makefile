@@ -21,8 +21,10 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+# The quick-profile results nbval produces go to a throwaway store, never into book/_results.
 test: $(STAMP)
-	RPBOOK_PROFILE=quick TQDM_DISABLE=1 $(BIN)/python -m pytest
+	rm -rf _build/test-results
+	RPBOOK_PROFILE=quick RPBOOK_RESULTS=$(CURDIR)/_build/test-results TQDM_DISABLE=1 $(BIN)/python -m pytest
 
 book: $(STAMP)
 	RPBOOK_PROFILE=standard TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going

@@ -92,6 +92,16 @@ def check_seed(seed: object) -> int:
     return int(seed)
 
 
+def progress_enabled(progress: bool = True) -> bool:
+    """Whether to show a progress bar: ``progress`` and not switched off by ``TQDM_DISABLE``.
+
+    tqdm honours ``TQDM_DISABLE`` only when ``disable`` is not passed, so rpbook
+    checks it itself (builds and tests set it: bars render blank offline).
+    """
+    off = os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no")
+    return bool(progress) and not off
+
+
 def describe_runtime(profile: str | None = None) -> str:
     """One line for a chapter's first cell: profile, device and torch version."""
     dev = choose_device()

@@ -297,7 +297,18 @@ def repair_dead_units(mask: torch.Tensor, *, seed: int | None = None, generator:
     col_count = flat.sum(axis=(0, 2)).astype(np.int64)
     kept = list(np.flatnonzero(flat))
 
+    def removable_exists() -> bool:
+        if not kept:
+            return False
+        idx = np.asarray(kept, dtype=np.int64)
+        rows, cols = idx // (n_in * k), (idx % (n_in * k)) // k
+        return bool(np.any((row_count[rows] >= 2) & (col_count[cols] >= 2)))
+
     def remove_one() -> None:
+        # Checked first so that a layer with too few weights to move (the count must grow)
+        # costs one vectorised scan per unit instead of a long fruitless rejection loop.
+        if not removable_exists():
+            return
         # Rejection sampling: a random kept entry whose row and column keep another entry.
         for _ in range(10_000):
             if not kept:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import check_seed, choose_device
+from .config import check_seed, choose_device, progress_enabled
 from .masks import Masking, maskable_layers
 
 OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
@@ -308,7 +308,7 @@ def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
 def _progress_bar(total: int, enabled: bool, desc: str):
     from tqdm.auto import tqdm  # imported here so the headless science never needs it
 
-    return tqdm(total=total, desc=desc, unit="epoch", disable=not enabled, leave=True)
+    return tqdm(total=total, desc=desc, unit="epoch", disable=not progress_enabled(enabled), leave=True)
 
 
 def fit(

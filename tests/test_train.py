@@ -199,3 +199,12 @@ def test_bad_config_is_named(field, value, message):
 def test_masked_gradient_norm_without_grads_is_zero():
     total, per_layer = masked_gradient_norm(nn.Sequential(nn.Linear(2, 2)))
     assert total == 0.0 and per_layer == {"0": 0.0}
+
+
+def test_tqdm_disable_env_hides_bars(monkeypatch):
+    from rpbook.config import progress_enabled
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert not progress_enabled(True)
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert progress_enabled(True) and not progress_enabled(False)

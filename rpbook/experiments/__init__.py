@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..config import check_seed, choose_device, get_profile
+from ..config import check_seed, choose_device, get_profile, progress_enabled
 from ..results import ResultStore, provenance, to_jsonable
 
 
@@ -75,7 +75,7 @@ class RunContext:
 
         done = self.store.load_partial(self.experiment, self.config) if self.resume else {}
         out = []
-        for unit in tqdm(list(units), desc=desc or self.experiment, disable=not self.progress, unit="run"):
+        for unit in tqdm(list(units), desc=desc or self.experiment, disable=not progress_enabled(self.progress), unit="run"):
             key = json.dumps(to_jsonable(unit), sort_keys=True)
             if key in done:
                 out.append(done[key])

@@ -1,0 +1,142 @@
+"""Does depth close the gap too? Random sparse vs dense networks of growing depth (chapter 3).
+
+Chapter 3 (*Training random sparse networks*), section *Depth*: Liu et al.
+report that the gap between a randomly pruned network and its dense version
+also shrinks as the network gets deeper (CIFAR ResNets of depth 20 to 110).
+This sweep asks the same question at small scale: per depth and seed, the
+dense network and one random sparse network per density.
+
+Run it with ``rpbook run depth_sweep --profile standard``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..masks import check_rule
+from ..models import CONVNET_DEPTHS, MODEL_NAMES
+from ..train import TrainConfig
+from . import Experiment, RunContext
+from ._sparse_sweep import (UnitTrainer, check_common, check_sparse_densities, difference_stats, find, summarize,
+                            train_preset)
+
+FAMILIES: tuple[str, ...] = ("mlp", "convnet", "resnet")
+
+
+@dataclass(frozen=True)
+class DepthSweepConfig:
+    """Dense and random sparse networks at each depth (chapter 3).
+
+    ``family`` ``mlp``: ``depth`` hidden layers of ``units`` units each.
+    ``convnet``: Conv-2/4/6. ``resnet``: the CIFAR ResNet of that depth
+    (``resnet20``, ``resnet32``, ``resnet56``). ``width`` multiplies every
+    hidden size or channel count.
+    """
+
+    family: str = "mlp"
+    dataset: str = "mnist1d"
+    units: int = 128
+    width: float = 1.0
+    depths: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
+    densities: tuple[float, ...] = (0.1,)
+    rule: str = "erk"
+    init: str = "unit-scaled"
+    n_train: int | None = None
+    split_seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train: TrainConfig = field(default_factory=lambda: train_preset("standard"))
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown family {self.family!r}; allowed: {', '.join(FAMILIES)}")
+        if isinstance(self.units, bool) or not isinstance(self.units, int) or self.units < 1:
+            raise ValueError(f"units must be an integer >= 1, got {self.units!r}")
+        if not isinstance(self.depths, tuple) or not self.depths or len(set(self.depths)) != len(self.depths):
+            raise ValueError(f"depths must be a non-empty tuple of distinct integers, got {self.depths!r}")
+        for d in self.depths:
+            architecture(self, d)  # raises ValueError for a depth the family does not have
+        check_sparse_densities(self.densities)
+        check_rule(self.rule)
+        check_common(self)
+
+
+def architecture(config: DepthSweepConfig, depth: int) -> dict:
+    """``build_model`` arguments of the network of ``depth`` in the config's family (chapter 3)."""
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise ValueError(f"depth must be an integer, got {depth!r}")
+    if config.family == "mlp":
+        if depth < 1:
+            raise ValueError(f"mlp depth (hidden layers) must be >= 1, got {depth}")
+        return {"model": "mlp", "hidden": (config.units,) * depth, "depth": None, "width": config.width}
+    if config.family == "convnet":
+        if depth not in CONVNET_DEPTHS:
+            raise ValueError(f"convnet depth must be one of {', '.join(map(str, CONVNET_DEPTHS))}, got {depth}")
+        return {"model": "convnet", "hidden": None, "depth": depth, "width": config.width}
+    name = f"resnet{depth}"
+    if name not in MODEL_NAMES:
+        allowed = ", ".join(m[len("resnet"):] for m in MODEL_NAMES if m.startswith("resnet"))
+        raise ValueError(f"resnet depth must be one of {allowed}, got {depth}")
+    return {"model": name, "hidden": None, "depth": None, "width": config.width}
+
+
+def presets(profile: str) -> DepthSweepConfig:
+    """``quick``: 16-unit MLPs of depth 1 and 3, one seed, one epoch. ``standard``: MLPs with 1 … 8
+    hidden layers of 128 units on MNIST-1D, density 0.1, three seeds. ``full``: ResNet-20/32/56 on
+    CIFAR-10 (Liu et al.)."""
+    if profile == "quick":
+        return DepthSweepConfig(units=16, depths=(1, 3), n_train=500, seeds=(0,), train=train_preset("quick"))
+    if profile == "standard":
+        return DepthSweepConfig(train=train_preset("standard"))
+    if profile == "full":
+        return DepthSweepConfig(family="resnet", dataset="cifar10", depths=(20, 32, 56), densities=(0.1, 0.05),
+                                train=train_preset("full"))
+    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+
+
+def run(config: DepthSweepConfig, ctx: RunContext) -> dict:
+    """Train every unit (resumable); return per-seed rows, a summary and the gaps per depth.
+
+    Returns
+    -------
+    dict
+        ``runs``: one row per network (``arm`` ``dense`` or ``sparse``,
+        ``depth``, ``density``, ``seed``, metrics); ``summary``: statistics
+        over seeds per (arm, depth, density); ``gaps``: dense minus sparse
+        test accuracy per depth and density with its standard error.
+    """
+    trainer = UnitTrainer(config, ctx.device)
+    units = [{"arm": "dense", "depth": d, "density": 1.0, "seed": s} for d in config.depths for s in config.seeds]
+    units += [{"arm": "sparse", "depth": d, "density": p, "seed": s}
+              for d in config.depths for p in config.densities for s in config.seeds]
+
+    def train(unit: dict) -> dict:
+        return trainer.run(**architecture(config, unit["depth"]), density=unit["density"], rule=config.rule,
+                           seed=unit["seed"])
+
+    records = ctx.map(units, train, desc="depth")
+    rows = [{**unit, **rec} for unit, rec in zip(units, records)]
+    summary = summarize(rows, by=("arm", "depth", "density"), metrics=("test_acc", "train_acc"))
+    gaps = []
+    for d in config.depths:
+        dense = find(summary, arm="dense", depth=d)
+        for p in config.densities:
+            sparse = find(summary, arm="sparse", depth=d, density=p)
+            g = difference_stats(dense["test_acc"], sparse["test_acc"])
+            gaps.append({"depth": d, "density": p, "dense": dense["test_acc"]["mean"],
+                         "sparse": sparse["test_acc"]["mean"], "gap": g["diff"], "gap_se": g["se"],
+                         "dense_train": dense["train_acc"]["mean"], "sparse_train": sparse["train_acc"]["mean"],
+                         "nonzero": sparse["nonzero"], "dense_weights": dense["nonzero"]})
+    return {"runs": rows, "summary": summary, "gaps": gaps}
+
+
+def gap(result: dict, depth: int, density: float) -> dict:
+    """The gap entry (dense minus sparse test accuracy) of one depth and density (chapter 3)."""
+    return find(result["gaps"], depth=depth, density=density)
+
+
+EXPERIMENT = Experiment(
+    name="depth_sweep",
+    chapter="3 Training random sparse networks",
+    description="dense vs random sparse networks as the depth grows",
+    presets=presets,
+    run=run,
+)

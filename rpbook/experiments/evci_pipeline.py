@@ -1,0 +1,514 @@
+"""Evci et al.'s pipeline at small scale: one pruning run, then six ways to train its final mask.
+
+Chapter 5 (*Gradient flow*), sections *Lottery tickets* and *Dynamic sparse
+training*. Reproduces the protocol of Evci et al. (2022), "Gradient Flow in
+Sparse Neural Networks and How Lottery Tickets Win" (SCIENCE §2.2–2.4), per
+setup (model and data) and seed:
+
+1. **Prune**: train the dense network and prune it by magnitude on the cubic
+   schedule (every layer to the same density) to ``density``;
+2. train the pruning run's final mask again, from
+   - **Scratch**: fresh weights with the dense (He) init, blind to the mask;
+   - **Scratch+**: fresh weights with the sparsity-aware (unit-scaled) init;
+   - **Lottery**: the pruning run's own initial weights (the lottery ticket);
+   - **SET** and **RigL**: the mask changes during training
+     (init ``dst_init``, Scratch+ by default);
+   - **Small dense**: a narrower dense network with about as many parameters.
+
+Every run logs the masked gradient norm on a fixed batch of 1,000 training
+examples at step 0 and every ``log_every`` steps, and the L2 distance of its
+weights to the pruned solution. At the end the loss is measured along the
+straight line from each of ``interp_methods``' solutions to the pruned one.
+All runs of a seed share the data order. Run it with
+``rpbook run evci_pipeline --profile standard``.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import numbers
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import check_seed, seed_everything
+from ..data import DATASET_NAMES, load_dataset
+from ..dst import SET, RigL
+from ..gradflow import GradientNormLogger, fixed_batch
+from ..init import check_init, initialize_
+from ..masks import Masking, check_density, count_nonzero_parameters, maskable_layers
+from ..models import MODEL_NAMES, build_model, count_parameters
+from ..pruning import GradualMagnitudePruning, check_scope, dense_masking
+from ..train import Callback, TrainConfig, TrainState, compute_loss, evaluate, fit
+from . import Experiment, RunContext
+
+METHODS: tuple[str, ...] = ("scratch", "scratch+", "lottery", "set", "rigl", "small-dense")
+METHOD_LABELS: dict[str, str] = {"prune": "Prune", "scratch": "Scratch", "scratch+": "Scratch+",
+                                 "lottery": "Lottery", "set": "SET", "rigl": "RigL", "small-dense": "Small dense"}
+
+
+@dataclass(frozen=True)
+class EvciSetup:
+    """One model on one data set, pruned to ``density``, trained with ``train`` (chapter 5)."""
+
+    name: str
+    model: str = "mlp"
+    dataset: str = "mnist1d"
+    hidden: tuple[int, ...] | None = (300, 100)
+    density: float = 0.05
+    n_train: int | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a setup needs a non-empty name, got {self.name!r}")
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; allowed: {', '.join(MODEL_NAMES)}")
+        if self.dataset not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
+        if self.hidden is not None and self.model != "mlp":
+            raise ValueError(f"hidden only applies to 'mlp', not to {self.model!r}")
+        check_density(self.density)
+        if self.density >= 1.0:
+            raise ValueError(f"the pruning run needs a density below 1, got {self.density}")
+        self.train.validate()
+
+
+@dataclass(frozen=True)
+class EvciConfig:
+    """Setups × seeds of the Evci pipeline and the settings shared by all runs (chapter 5).
+
+    ``prune_start`` / ``prune_end`` are fractions of training (Evci's LeNet-5:
+    steps 3,000–7,000 of 11,719); ``dst_every`` is ΔT in steps, ``dst_end``
+    the fraction of training after which masks freeze; ``interp_points``
+    values of α in [-0.2, 1.2] on the line to the pruned solution.
+    """
+
+    setups: tuple[EvciSetup, ...]
+    methods: tuple[str, ...] = METHODS
+    prune_start: float = 0.25
+    prune_end: float = 0.6
+    prune_every: int = 10
+    prune_scope: str = "layer"
+    dst_init: str = "unit-scaled"
+    dst_drop_fraction: float = 0.3
+    dst_every: int = 50
+    dst_end: float = 0.75
+    log_every: int = 25
+    log_batch: int = 1000
+    interp_methods: tuple[str, ...] = ("lottery", "scratch")
+    interp_points: int = 15
+    split_seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
+
+    def __post_init__(self) -> None:
+        if not self.setups:
+            raise ValueError("setups must name at least one EvciSetup")
+        names = [s.name for s in self.setups]
+        if len(set(names)) != len(names):
+            raise ValueError(f"setup names must be unique, got {names}")
+        for m in self.methods:
+            if m not in METHODS:
+                raise ValueError(f"unknown method {m!r}; allowed: {', '.join(METHODS)}")
+        for m in self.interp_methods:
+            if m not in self.methods or m == "small-dense":
+                raise ValueError(f"interp_methods must be sparse methods that are run, got {m!r}")
+        if not 0 <= self.prune_start < self.prune_end <= 1:
+            raise ValueError(f"need 0 <= prune_start < prune_end <= 1, got {self.prune_start}, {self.prune_end}")
+        check_scope(self.prune_scope)
+        check_init(self.dst_init)
+        if not 0 < self.dst_drop_fraction < 1:
+            raise ValueError(f"dst_drop_fraction must be in (0, 1), got {self.dst_drop_fraction!r}")
+        if not 0 < self.dst_end <= 1:
+            raise ValueError(f"dst_end must be in (0, 1], got {self.dst_end!r}")
+        for name in ("prune_every", "dst_every", "log_every", "log_batch", "interp_points"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        check_seed(self.split_seed)
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        for s in self.seeds:
+            check_seed(s)
+
+
+def _train(epochs: int, batch_size: int, lr: float) -> TrainConfig:
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, momentum=0.9, weight_decay=1e-4,
+                       schedule="cosine", amp=False)
+
+
+def presets(profile: str) -> EvciConfig:
+    """``quick``: a 32-16 MLP on 600 MNIST-1D examples, 3 epochs, one seed. ``standard``: MLP 300-100 on
+    MNIST-1D and LeNet-5 on digits, both to 95 % sparsity, five seeds. ``full``: Evci's LeNet-5 on
+    MNIST (25 epochs) and the MLP 300-100 to 98 % (a GPU machine with the data)."""
+    if profile == "quick":
+        setup = EvciSetup(name="MLP / MNIST-1D", hidden=(32, 16), density=0.1, n_train=600,
+                          train=_train(3, 64, 0.1))
+        return EvciConfig(setups=(setup,), prune_every=2, dst_every=5, log_every=5, log_batch=200,
+                          interp_points=5, seeds=(0,))
+    if profile == "standard":
+        return EvciConfig(setups=(
+            EvciSetup(name="MLP 300-100 / MNIST-1D", model="mlp", dataset="mnist1d", hidden=(300, 100),
+                      density=0.05, train=_train(40, 128, 0.1)),
+            EvciSetup(name="LeNet-5 / digits", model="lenet5", dataset="digits", hidden=None, density=0.05,
+                      train=_train(25, 32, 0.05)),
+        ))
+    if profile == "full":
+        return EvciConfig(setups=(
+            EvciSetup(name="LeNet-5 / MNIST", model="lenet5", dataset="mnist", hidden=None, density=0.05,
+                      train=TrainConfig(epochs=25, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4)),
+            EvciSetup(name="MLP 300-100 / MNIST", model="mlp", dataset="mnist", hidden=(300, 100), density=0.02,
+                      train=TrainConfig(epochs=25, batch_size=128, lr=0.2, momentum=0.9, weight_decay=1e-4)),
+        ), prune_every=100, dst_every=100, log_every=200, seeds=(0, 1, 2, 3, 4))
+    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def _flat(model: nn.Module) -> torch.Tensor:
+    """All parameters (weights and biases) as one CPU vector."""
+    return torch.cat([p.detach().reshape(-1).double().cpu() for p in model.parameters()])
+
+
+class _Tracker(GradientNormLogger):
+    """Gradient norm on the fixed batch plus the L2 distance to a reference weight vector."""
+
+    def __init__(self, every: int, batch: tuple[torch.Tensor, torch.Tensor], reference: torch.Tensor | None):
+        super().__init__(every=every, batch=batch)
+        self.reference = reference
+
+    def _measure(self, state: TrainState) -> None:
+        super()._measure(state)
+        if self.reference is not None:
+            self.records[-1]["distance"] = float((_flat(state.model) - self.reference).norm())
+
+
+def _curves(tracker: GradientNormLogger) -> dict:
+    out = {"steps": tracker.steps(), "grad_norm": tracker.totals()}
+    if tracker.records and "distance" in tracker.records[0]:
+        out["distance"] = [r["distance"] for r in tracker.records]
+    return out
+
+
+def small_dense_width(setup: EvciSetup, in_shape: tuple[int, ...], num_classes: int, budget: int) -> float:
+    """The width multiplier whose dense model has the parameter count closest to ``budget`` (chapter 5)."""
+    best, best_gap = 1.0, math.inf
+    for i in range(1, 1001):
+        width = i / 1000
+        model = build_model(setup.model, in_shape=in_shape, num_classes=num_classes, width=width, hidden=setup.hidden)
+        gap = abs(count_parameters(model) - budget)
+        if gap < best_gap:
+            best, best_gap = width, gap
+        if count_parameters(model) > budget:
+            break
+    return best
+
+
+@torch.no_grad()
+def interpolate(model: nn.Module, start: dict, end: dict, alphas: list[float], batch: tuple, data: Any) -> dict:
+    """Train loss on ``batch`` and test accuracy along ``(1-α) start + α end`` (chapter 5, Evci Fig. 4)."""
+    losses, accs = [], []
+    dev = next(model.parameters()).device
+    x, y = batch[0].to(dev), batch[1].to(dev)
+    for a in alphas:
+        model.load_state_dict({k: (1 - a) * start[k] + a * end[k] for k in start})
+        model.eval()
+        losses.append(float(compute_loss(model(x), y, data.task)))
+        accs.append(evaluate(model, data.x_test, data.y_test, task=data.task)["accuracy"])
+    return {"train_loss": losses, "test_accuracy": accs}
+
+
+def _barrier(losses: list[float], alphas: list[float]) -> float:
+    """Largest rise of the loss above the straight line between its values at α = 0 and α = 1."""
+    i0 = min(range(len(alphas)), key=lambda i: abs(alphas[i]))
+    i1 = min(range(len(alphas)), key=lambda i: abs(alphas[i] - 1))
+    inside = [i for i in range(len(alphas)) if -1e-9 <= alphas[i] <= 1 + 1e-9]
+    return max(losses[i] - ((1 - alphas[i]) * losses[i0] + alphas[i] * losses[i1]) for i in inside)
+
+
+# ----------------------------------------------------------------------------- one seed of one setup
+
+
+def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None) -> dict:
+    """The whole pipeline for one setup and seed; returns its JSON-able record (chapter 5)."""
+    data = load_dataset(setup.dataset, seed=config.split_seed, n_train=setup.n_train)
+    in_shape, classes = tuple(data.in_shape), data.num_classes
+    train = dataclasses.replace(setup.train, seed=seed)
+    log_batch = fixed_batch(data, config.log_batch)
+    rigl_batch = fixed_batch(data, config.log_batch, offset=config.log_batch) \
+        if len(data.x_train) >= 2 * config.log_batch else log_batch
+
+    def build(width: float = 1.0) -> nn.Module:
+        return build_model(setup.model, in_shape=in_shape, num_classes=classes, width=width, hidden=setup.hidden)
+
+    # 1. The pruning run.
+    seed_everything(seed)
+    model = build()
+    initialize_(model, "dense", seed=seed)
+    theta0 = copy.deepcopy(model.state_dict())
+    masking = dense_masking(model)
+    gmp = GradualMagnitudePruning(setup.density, start=config.prune_start, end=config.prune_end,
+                                  every=config.prune_every, scope=config.prune_scope)
+    tracker = _Tracker(config.log_every, log_batch, None)
+    hist = fit(model, data, train, masking=masking, callbacks=[gmp, tracker], device=device, progress=False)
+    masks = masking.masks
+    pruned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    pruned_flat = _flat(model)
+    record: dict = {
+        "setup": setup.name, "seed": seed,
+        "density": masking.global_density(),
+        "layer_densities": masking.layer_densities(),
+        "nonzero_params": count_nonzero_parameters(model),
+        "dense_params": count_parameters(model),
+        "pruned_norm": float(pruned_flat.norm()),
+        "methods": {"prune": {"test_accuracy": hist.test["accuracy"], "test_loss": hist.test["loss"],
+                              "train_acc": hist.epochs[-1]["train_acc"], **_curves(tracker),
+                              "prune_events": gmp.events}},
+    }
+    finals: dict[str, dict] = {}
+
+    # 2. The runs from the final mask.
+    for method in config.methods:
+        if method == "small-dense":
+            width = small_dense_width(setup, in_shape, classes, record["nonzero_params"])
+            net = build(width)
+            initialize_(net, "dense", seed=seed + 10_000)
+            tracker = _Tracker(config.log_every, log_batch, None)
+            hist = fit(net, data, train, callbacks=[tracker], device=device, progress=False)
+            record["methods"][method] = {"test_accuracy": hist.test["accuracy"], "test_loss": hist.test["loss"],
+                                         "train_acc": hist.epochs[-1]["train_acc"], "width": width,
+                                         "params": count_parameters(net), **_curves(tracker)}
+            continue
+        net = build()
+        net_masking = Masking(net, masks)
+        if method == "lottery":
+            net.load_state_dict(theta0)
+            net_masking.apply_()
+        else:
+            init = {"scratch": "dense", "scratch+": "unit-scaled"}.get(method, config.dst_init)
+            initialize_(net, init, seed=seed + 10_000)
+        start_distance = float((_flat(net) - pruned_flat).norm())
+        tracker = _Tracker(config.log_every, log_batch, pruned_flat)
+        callbacks: list[Callback] = [tracker]
+        dst = None
+        if method in ("set", "rigl"):
+            options = dict(drop_fraction=config.dst_drop_fraction, update_every=config.dst_every,
+                           end=config.dst_end, measure_batch=log_batch)
+            dst = SET(seed=seed, **options) if method == "set" else RigL(grow_batch=rigl_batch, **options)
+            callbacks.insert(0, dst)
+        hist = fit(net, data, train, masking=net_masking, callbacks=callbacks, device=device, progress=False)
+        entry = {"test_accuracy": hist.test["accuracy"], "test_loss": hist.test["loss"],
+                 "train_acc": hist.epochs[-1]["train_acc"], "start_distance": start_distance,
+                 "final_distance": float((_flat(net) - pruned_flat).norm()), **_curves(tracker)}
+        if dst is not None:
+            entry["mask_updates"] = [{k: e[k] for k in ("step", "drop_fraction", "swapped",
+                                                        "grad_norm_before", "grad_norm_after")}
+                                     for e in dst.events]
+            changed = sum(int((net_masking.masks[n] & ~masks[n]).sum()) for n in masks)
+            entry["mask_changed_fraction"] = changed / max(1, sum(int(m.sum()) for m in masks.values()))
+        record["methods"][method] = entry
+        finals[method] = {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+    # 3. The line from each solution to the pruned solution.
+    alphas = [-0.2 + 1.4 * i / (config.interp_points - 1) for i in range(config.interp_points)]
+    probe = build().to(next(iter(pruned_state.values())).device)
+    record["interpolation"] = {"alphas": alphas}
+    for method in config.interp_methods:
+        curve = interpolate(probe, finals[method], pruned_state, alphas, log_batch, data)
+        curve["barrier"] = _barrier(curve["train_loss"], alphas)
+        record["interpolation"][method] = curve
+    return record
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def _stats(values: list[float]) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def run(config: EvciConfig, ctx: RunContext) -> dict:
+    """Run every setup × seed (resumable per unit) and summarize over seeds.
+
+    Returns
+    -------
+    dict
+        ``units``: one record per setup and seed (see :func:`run_unit`);
+        ``summary``: per setup, per method the mean/std over seeds of test
+        accuracy, gradient norm at step 0, final distance to the pruned
+        solution, and (for SET/RigL) the mean gradient norm just before and
+        after mask updates; per setup the ratio Scratch+ / Scratch of the
+        gradient norm at step 0, and the interpolation barriers.
+    """
+    units = [{"setup": i, "seed": s} for i in range(len(config.setups)) for s in config.seeds]
+    records = ctx.map(units, lambda u: run_unit(config, config.setups[u["setup"]], u["seed"], ctx.device),
+                      desc="setup × seed")
+    summary = []
+    for i, setup in enumerate(config.setups):
+        recs = [r for u, r in zip(units, records) if u["setup"] == i]
+        methods = {}
+        for m in ("prune", *config.methods):
+            rows = [r["methods"][m] for r in recs]
+            entry = {"test_accuracy": _stats([row["test_accuracy"] for row in rows]),
+                     "train_acc": _stats([row["train_acc"] for row in rows]),
+                     "grad_norm_init": _stats([row["grad_norm"][0] for row in rows])}
+            if "final_distance" in rows[0]:
+                entry["final_distance"] = _stats([row["final_distance"] for row in rows])
+                entry["start_distance"] = _stats([row["start_distance"] for row in rows])
+                entry["relative_distance"] = _stats([row["final_distance"] / r["pruned_norm"]
+                                                     for row, r in zip(rows, recs)])
+            if "mask_updates" in rows[0]:
+                before = [e["grad_norm_before"] for row in rows for e in row["mask_updates"]]
+                after = [e["grad_norm_after"] for row in rows for e in row["mask_updates"]]
+                entry["update_grad_norm_before"] = _stats(before)
+                entry["update_grad_norm_after"] = _stats(after)
+                entry["update_gain"] = _stats([a / b for a, b in zip(after, before) if b > 0])
+                entry["mask_changed_fraction"] = _stats([row["mask_changed_fraction"] for row in rows])
+            methods[m] = entry
+        ratio = None
+        if "scratch" in config.methods and "scratch+" in config.methods:
+            ratio = _stats([r["methods"]["scratch+"]["grad_norm"][0] / r["methods"]["scratch"]["grad_norm"][0]
+                            for r in recs if r["methods"]["scratch"]["grad_norm"][0] > 0])
+        barriers = {m: _stats([r["interpolation"][m]["barrier"] for r in recs]) for m in config.interp_methods}
+        summary.append({"setup": setup.name, "density": _stats([r["density"] for r in recs]),
+                        "methods": methods, "grad_norm_ratio_init": ratio, "barrier": barriers})
+    return {"units": [{**u, **r} for u, r in zip(units, records)], "summary": summary,
+            "labels": METHOD_LABELS}
+
+
+# ----------------------------------------------------------------------------- reading the result
+
+
+def setup_names(result: dict) -> list[str]:
+    """The setups of a result, in order."""
+    return [s["setup"] for s in result["summary"]]
+
+
+def summary_of(result: dict, setup: str) -> dict:
+    """The summary entry of one setup; ``ValueError`` naming the setups otherwise."""
+    for s in result["summary"]:
+        if s["setup"] == setup:
+            return s
+    raise ValueError(f"setup {setup!r} is not in this result; it has {', '.join(setup_names(result))}")
+
+
+def accuracy_table(result: dict) -> list[dict]:
+    """One row per setup and method: test accuracy mean ± std over seeds, in percent (chapter 5)."""
+    rows = []
+    for s in result["summary"]:
+        for m, entry in s["methods"].items():
+            acc = entry["test_accuracy"]
+            rows.append({"setup": s["setup"], "method": METHOD_LABELS.get(m, m),
+                         "test accuracy (%)": 100 * acc["mean"], "± std": 100 * acc["std"], "seeds": acc["n"]})
+    return rows
+
+
+def setup_key(setup: str) -> str:
+    """A short name for a setup, for labels: ``"MLP 300-100 / MNIST-1D"`` -> ``"mlp"``."""
+    return setup.split()[0].lower().replace("-", "")
+
+
+def distance_table(result: dict, methods: tuple[str, ...] = ("lottery", "scratch", "scratch+", "set", "rigl")
+                   ) -> list[dict]:
+    """Distance to the pruned solution at the start and the end of training, mean over seeds (chapter 5)."""
+    rows = []
+    for s in result["summary"]:
+        for m in methods:
+            e = s["methods"][m]
+            rows.append({"setup": s["setup"], "run": METHOD_LABELS[m], "at start": e["start_distance"]["mean"],
+                         "at the end": e["final_distance"]["mean"],
+                         "end / ‖pruned‖": e["relative_distance"]["mean"]})
+    return rows
+
+
+def barrier_table(result: dict) -> list[dict]:
+    """Loss barrier on the line from each run's solution to the pruned one, mean ± std (chapter 5)."""
+    rows = []
+    for s in result["summary"]:
+        for m, b in s["barrier"].items():
+            rows.append({"setup": s["setup"], "line": f"{METHOD_LABELS[m]} → Prune", "barrier": b["mean"],
+                         "± std": b["std"]})
+    return rows
+
+
+def update_table(result: dict) -> list[dict]:
+    """Gradient norm right after over right before SET/RigL mask updates, all updates of all seeds."""
+    rows = []
+    for s in result["summary"]:
+        for m in ("set", "rigl"):
+            if m not in s["methods"]:
+                continue
+            e = s["methods"][m]
+            rows.append({"setup": s["setup"], "method": METHOD_LABELS[m], "after / before": e["update_gain"]["mean"],
+                         "± std": e["update_gain"]["std"], "updates": e["update_gain"]["n"],
+                         "mask changed": e["mask_changed_fraction"]["mean"]})
+    return rows
+
+
+def checks(result: dict) -> dict[str, dict[str, bool]]:
+    """Per setup: does each of Evci et al.'s findings (and two baselines) show in this result? (chapter 5)
+
+    The thresholds are deliberately simple: a gain counts when it is above
+    1.1, an accuracy difference when it exceeds one standard deviation over
+    seeds, "no barrier" when the Lottery barrier is under half of Scratch's.
+    """
+    out = {}
+    for s in result["summary"]:
+        m = s["methods"]
+
+        def acc(method: str) -> float:
+            return m[method]["test_accuracy"]["mean"]
+
+        def std(method: str) -> float:
+            return m[method]["test_accuracy"]["std"]
+
+        fresh = [k for k in ("scratch", "scratch+", "set", "rigl") if k in m]
+        best = max(fresh + ["lottery"], key=acc)
+        out[s["setup"]] = {
+            "sparsity-aware init starts with a larger gradient than the dense init":
+                s["grad_norm_ratio_init"]["mean"] > 1,
+            "Lottery ≥ Scratch in accuracy": acc("lottery") >= acc("scratch"),
+            "Lottery ends closer to the pruned solution than Scratch":
+                m["lottery"]["final_distance"]["mean"] < m["scratch"]["final_distance"]["mean"],
+            "no barrier Lottery → Prune, a barrier Scratch → Prune":
+                s["barrier"]["lottery"]["mean"] < 0.5 * s["barrier"]["scratch"]["mean"],
+            "RigL raises the gradient norm at its updates": m["rigl"]["update_gain"]["mean"] > 1.1,
+            "SET raises the gradient norm at its updates": m["set"]["update_gain"]["mean"] > 1.1,
+            "Scratch+ beats Scratch by more than one std": acc("scratch+") - acc("scratch") > std("scratch"),
+            "RigL is the best run from fresh weights": acc("rigl") == max(acc(k) for k in fresh),
+            "the best sparse run beats the small dense net by > 1 std":
+                acc(best) - acc("small-dense") > std(best),
+        }
+    return out
+
+
+def curves_of(result: dict, setup: str, method: str, key: str = "grad_norm") -> dict:
+    """Mean and std over seeds of a logged curve (``grad_norm`` or ``distance``) against step."""
+    recs = [u for u in result["units"] if u["setup"] == setup]
+    if not recs:
+        raise ValueError(f"setup {setup!r} is not in this result; it has {', '.join(setup_names(result))}")
+    rows = [r["methods"][method] for r in recs]
+    if key not in rows[0]:
+        raise ValueError(f"method {method!r} has no {key!r} curve")
+    n = min(len(r[key]) for r in rows)
+    values = [[r[key][i] for r in rows] for i in range(n)]
+    return {"steps": rows[0]["steps"][:n], "mean": [statistics.fmean(v) for v in values],
+            "std": [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]}
+
+
+EXPERIMENT = Experiment(
+    name="evci_pipeline",
+    chapter="5 Gradient flow",
+    description="pruning run, then Scratch / Scratch+ / Lottery / SET / RigL / small dense from its mask",
+    presets=presets,
+    run=run,
+)

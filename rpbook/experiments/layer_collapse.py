@@ -1,0 +1,144 @@
+"""When sparse-to-sparse pruning fails: layer collapse at extreme sparsity (chapter 7).
+
+Chapter 7 (*Sparse-to-sparse*), section *When it fails*: a single global
+threshold over all layers can empty one layer before the others are thin,
+which cuts every input→output path (SCIENCE §9.5; the S2S tabular notebook
+falls to the majority class this way). This experiment prunes the dense
+network and an ER source at initialization with global magnitude, one-shot
+and iterative SynFlow, SNIP, and per-layer quotas, across densities down to
+0.001, and records whether a path survives; it trains the masks at one
+extreme density to show what a collapse costs.
+
+Run it with ``rpbook run layer_collapse --profile standard``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import check_seed
+from ..data import DATASET_NAMES, load_dataset
+from ..init import check_init
+from ..masks import check_density
+from ..models import MODEL_NAMES
+from ..train import TrainConfig
+from . import Experiment, RunContext
+from ._sparse_sweep import seed_stats, train_preset
+from .s2s_imp import check_sources, check_targets, imp_train_preset, source_label
+from .s2s_pruning_at_init import check_methods, prune_and_train
+
+
+@dataclass(frozen=True)
+class CollapseConfig:
+    """Masks for every source × method × density × seed; training at ``train_densities`` only (chapter 7)."""
+
+    model: str = "mlp"
+    dataset: str = "mnist1d"
+    hidden: tuple[int, ...] | None = (256, 256)
+    include_dense: bool = True
+    source_rules: tuple[str, ...] = ("balanced",)
+    source_densities: tuple[float, ...] = (0.2,)
+    methods: tuple[str, ...] = ("magnitude", "magnitude-layer", "snip", "synflow-oneshot", "synflow")
+    densities: tuple[float, ...] = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+    train_densities: tuple[float, ...] = (0.005,)
+    synflow_iterations: int = 100
+    score_batch: int = 256
+    init: str = "unit-scaled"
+    reinit: str | None = "unit-scaled"
+    n_train: int | None = None
+    split_seed: int = 0
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
+
+    def __post_init__(self) -> None:
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown model {self.model!r}; allowed: {', '.join(MODEL_NAMES)}")
+        if self.dataset not in DATASET_NAMES:
+            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
+        check_sources(self.source_rules, self.source_densities)
+        check_methods(self.methods)
+        check_targets(self.densities)
+        for p in self.train_densities:
+            check_density(p, "train density")
+            if p not in self.densities:
+                raise ValueError(f"train density {p!r} is not one of densities {self.densities!r}")
+        check_init(self.init)
+        if self.reinit is not None:
+            check_init(self.reinit)
+        check_seed(self.split_seed)
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed")
+        for s in self.seeds:
+            check_seed(s)
+
+
+def presets(profile: str) -> CollapseConfig:
+    """``quick``: a 32-unit MLP, two methods, two densities, one seed, one epoch.
+    ``standard``: MLP 40-256-256-10 on MNIST-1D, dense and balanced-0.2 sources, five methods,
+    densities 0.1 … 0.001, training at 0.005, three seeds. ``full``: VGG-16 on CIFAR-10."""
+    if profile == "quick":
+        return CollapseConfig(hidden=(32, 32), methods=("magnitude", "magnitude-layer"), densities=(0.05, 0.005),
+                              train_densities=(0.005,), synflow_iterations=10, score_batch=64, n_train=500,
+                              seeds=(0,), train=train_preset("quick"))
+    if profile == "standard":
+        return CollapseConfig()
+    if profile == "full":
+        return CollapseConfig(model="vgg16", dataset="cifar10", hidden=None, train=train_preset("full"))
+    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+
+
+def run(config: CollapseConfig, ctx: RunContext) -> dict:
+    """Prune every unit, train those at ``train_densities`` (resumable), and summarize.
+
+    Returns
+    -------
+    dict
+        ``runs``: one row per unit (``collapsed``, ``paths``, ``cut_layer``,
+        ``layer_kept``, and ``test_acc`` where trained); ``summary``: per
+        (source, method, density) the number of collapsed seeds, the median
+        path count and the test-accuracy statistics.
+    """
+    data = load_dataset(config.dataset, seed=config.split_seed, n_train=config.n_train)
+    sources = ([("dense", 1.0)] if config.include_dense else []) + [
+        (r, p) for r in config.source_rules for p in config.source_densities]
+    units = [{"rule": r, "source_density": p, "method": m, "density": d, "seed": s}
+             for r, p in sources for m in config.methods for d in config.densities for s in config.seeds]
+
+    def one(unit: dict) -> dict:
+        return prune_and_train(config, data, rule=unit["rule"], source_density=unit["source_density"],
+                               method=unit["method"], target=unit["density"], seed=unit["seed"],
+                               train=unit["density"] in config.train_densities, device=ctx.device)
+
+    records = ctx.map(units, one, desc="layer collapse")
+    rows = [{"source": source_label(u["rule"], u["source_density"]), **u, **rec} for u, rec in zip(units, records)]
+    summary = []
+    for r, p in sources:
+        for m in config.methods:
+            for d in config.densities:
+                group = [x for x in rows if x["rule"] == r and x["source_density"] == p and x["method"] == m
+                         and x["density"] == d]
+                paths = sorted(x["paths"] for x in group if x["paths"] is not None)
+                summary.append({"source": source_label(r, p), "method": m, "density": d,
+                                "collapsed": sum(bool(x["collapsed"]) for x in group), "n": len(group),
+                                "median_paths": paths[len(paths) // 2] if paths else None,
+                                "test_acc": seed_stats([x.get("test_acc") for x in group])})
+    return {"runs": rows, "summary": summary}
+
+
+def collapse_curve(result: dict, source: str, method: str) -> dict:
+    """Fraction of seeds collapsed and median path count against density, densest first (chapter 7)."""
+    rows = sorted((s for s in result["summary"] if s["source"] == source and s["method"] == method),
+                  key=lambda s: -s["density"])
+    if not rows:
+        raise ValueError(f"no rows for source {source!r} and method {method!r}")
+    return {"density": [s["density"] for s in rows], "collapsed": [s["collapsed"] / s["n"] for s in rows],
+            "paths": [s["median_paths"] for s in rows], "test_acc": [s["test_acc"] for s in rows]}
+
+
+EXPERIMENT = Experiment(
+    name="layer_collapse",
+    chapter="07_sparse_to_sparse",
+    description="layer collapse under global magnitude pruning at extreme sparsity, and how per-layer "
+                "quotas or iterative SynFlow avoid it",
+    presets=presets,
+    run=run,
+)

@@ -1,0 +1,205 @@
+"""The built HTML book in a real browser (headless Chromium, driven by Playwright).
+
+The book is built ONCE per test session (a session fixture) into a temporary
+directory, from the chapters *as committed* (execution off: the committed
+outputs are the `standard` profile's, and nbval already re-runs every chapter).
+Building into a temporary directory also keeps the `quick` profile of the test
+run out of the real `_build/` execution cache. Set ``RPBOOK_BOOK_HTML`` to an
+already built ``_build/html`` to skip the build.
+
+Every page is served over HTTP from 127.0.0.1 (fonts and scripts behave as on
+a web server) and opened in Debian's Chromium (never a downloaded browser).
+For each chapter: no JavaScript errors in the console, every image loaded,
+math rendered by MathJax, the Colab launch button and the download button
+present, and every HTML twin of a widget responds (moving its slider changes
+the frame shown). Full-page screenshots go to ``$RPBOOK_SCREENSHOTS`` if set.
+
+Marked ``book``: ``pytest -m "not book"`` skips it locally. Without Chromium the
+test skips, except under CI (``$CI`` set), where it fails.
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.book
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("RPBOOK_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+# Console noise that is not ours (TOOLCHAIN.md): sphinx-thebe declares THEBE_JS_URL twice,
+# the pydata theme's theme-mode message, and the favicon the book does not have.
+HARMLESS = ("THEBE_JS_URL", "invalid theme mode", "favicon.ico", "Failed to load resource")
+BUILD_TIMEOUT_S = 900
+
+
+def _toc_pages() -> tuple[str, list[str]]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    chapters = [entry["file"] for entry in toc.get("chapters", [])]
+    return toc["root"], chapters
+
+
+ROOT_PAGE, CHAPTER_PAGES = _toc_pages()
+
+
+def _chromium_or_skip() -> str:
+    if Path(CHROMIUM).exists():
+        return CHROMIUM
+    message = f"Chromium not found at {CHROMIUM} (Debian: apt-get install chromium)"
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must run the browser test")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def book_html(tmp_path_factory) -> Path:
+    """The built HTML: ``$RPBOOK_BOOK_HTML``, or a fresh build of the committed chapters."""
+    given = os.environ.get("RPBOOK_BOOK_HTML")
+    if given:
+        html = Path(given)
+        assert (html / "index.html").exists(), f"$RPBOOK_BOOK_HTML={given} has no index.html"
+        return html
+    out = tmp_path_factory.mktemp("book")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"  # the committed outputs, as readers see them
+    config_path = out / "_config.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    cmd = [jupyter_book, "build", str(ROOT), "--path-output", str(out), "--config", str(config_path), "--keep-going"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, env=env)
+    html = out / "_build" / "html"
+    assert done.returncode == 0 and (html / "index.html").exists(), done.stdout[-4000:] + done.stderr[-4000:]
+    return html
+
+
+@pytest.fixture(scope="session")
+def server(book_html):
+    """Serve the built book over HTTP on a free local port."""
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # no access log in the test output
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(book_html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = _chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def _open(browser, url: str):
+    """Open ``url``; return the page and the console/page errors collected while loading it."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    # Failed loads are reported with their URL here; the console's "Failed to load resource"
+    # lines carry no URL (and include the browser's own favicon request), so they are dropped below.
+    page.on("requestfailed", lambda req: errors.append(f"failed request: {req.url} ({req.failure})"))
+    page.on("response", lambda resp: errors.append(f"HTTP {resp.status}: {resp.url}") if resp.status >= 400 else None)
+    page.goto(url, wait_until="load")
+    page.wait_for_load_state("networkidle")
+    return page, errors
+
+
+def _real_errors(errors: list[str]) -> list[str]:
+    return [e for e in errors if not any(h in e for h in HARMLESS)]
+
+
+def _check_images(page) -> None:
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=15_000)
+    broken = page.evaluate("Array.from(document.images).filter(i => i.naturalWidth === 0).map(i => i.src.slice(0, 120))")
+    assert not broken, f"images that did not load: {broken}"
+
+
+def _check_math(page) -> int:
+    n_math = page.locator("article .math").count()
+    if n_math:
+        page.wait_for_function(
+            f"document.querySelectorAll('article mjx-container').length >= {n_math}", timeout=20_000)
+        assert page.locator("mjx-merror").count() == 0, "MathJax reported a TeX error"
+    return n_math
+
+
+def _check_twins(page) -> int:
+    """Move every to_jshtml slider to its last frame and check that the shown frame changes."""
+    sliders = page.locator("div.animation input[type=range]")
+    for i in range(sliders.count()):
+        slider = sliders.nth(i)
+        slider.scroll_into_view_if_needed()
+        image = slider.locator("xpath=ancestor::div[contains(@class,'animation')]//img").first
+        before = image.get_attribute("src")
+        last = slider.get_attribute("max")
+        assert last is not None and int(last) > 0, "an HTML twin with a single frame"
+        slider.evaluate("(s, v) => { s.value = v; s.dispatchEvent(new Event('input', {bubbles: true})); }", last)
+        after = image.get_attribute("src")
+        assert after and after != before, f"moving slider {i} to frame {last} did not change the picture"
+    return sliders.count()
+
+
+def _screenshot(page, name: str) -> None:
+    folder = os.environ.get("RPBOOK_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def test_root_page_loads(browser, server):
+    page, errors = _open(browser, f"{server}/index.html")
+    assert page.locator("article h1").count() >= 1
+    _check_images(page)
+    _screenshot(page, "intro")
+    assert not _real_errors(errors), _real_errors(errors)
+    page.close()
+
+
+@pytest.mark.parametrize("chapter", CHAPTER_PAGES, ids=lambda c: Path(c).name)
+def test_chapter_page(browser, server, chapter):
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = config["repository"]["url"].removeprefix("https://github.com/")
+    page, errors = _open(browser, f"{server}/{chapter}.html")
+    assert page.locator("article h1").count() >= 1, "no chapter title"
+    _check_images(page)
+    assert page.locator("article img").count() >= 1, "a chapter without a single figure"
+    _check_math(page)
+    colab = page.locator(f'a[href*="colab.research.google.com/github/{repo}/blob/"][href$="{chapter}.ipynb"]')
+    assert colab.count() >= 1, "no Colab launch button for this chapter"
+    assert page.locator(f'.dropdown-download-buttons a[href$="{Path(chapter).name}.ipynb"]').count() >= 1, \
+        "no download button for the notebook"
+    _check_twins(page)
+    _screenshot(page, Path(chapter).name)
+    assert not _real_errors(errors), _real_errors(errors)
+    page.close()
+
+
+def test_every_chapter_with_a_widget_has_an_html_twin(browser, server):
+    """Chapter 2's explorers are live in Jupyter; the static page must carry their JavaScript twins."""
+    chapter = next(c for c in CHAPTER_PAGES if Path(c).name.startswith("02_"))
+    page, _ = _open(browser, f"{server}/{chapter}.html")
+    assert _check_twins(page) >= 2
+    page.close()

@@ -1,0 +1,313 @@
+"""Chapter 7: pruning scores restricted to a source mask, pruning at init, layer collapse."""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from rpbook.gradflow import hessian_gradient_product
+from rpbook.masks import Masking, sample_masks
+from rpbook.pruning import (PAI_METHODS, LayerCollapseWarning, check_layer_collapse, compute_scores,
+                            layer_collapse, layer_quota_densities, prune_at_init, synflow_schedule)
+
+
+def tiny_net(seed: int = 0, sizes=(5, 4, 3)) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def random_source(model: nn.Module, density: float, seed: int = 0) -> dict:
+    return sample_masks(model, density, "uniform", seed=seed)
+
+
+def tiny_batch(n: int = 8, d: int = 5, classes: int = 3, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def functional_loss(params, x, y, temperature=1.0):
+    """The tiny net as an explicit function of its two weight matrices (biases fixed)."""
+    (w1, b1), (w2, b2) = params
+    out = torch.relu(x @ w1.T + b1) @ w2.T + b2
+    return nn.functional.cross_entropy(out / temperature, y)
+
+
+@pytest.fixture
+def masked_tiny():
+    model = tiny_net()
+    masks = random_source(model, 0.5, seed=3)
+    masking = Masking(model, masks)
+    return model, masking, {"0": masks["0"], "2": masks["2"]}
+
+
+def test_snip_matches_direct_gradient(masked_tiny):
+    model, _, masks = masked_tiny
+    x, y = tiny_batch()
+    w1 = model[0].weight.detach().clone().requires_grad_(True)
+    w2 = model[2].weight.detach().clone().requires_grad_(True)
+    loss = functional_loss([(w1, model[0].bias.detach()), (w2, model[2].bias.detach())], x, y)
+    g1, g2 = torch.autograd.grad(loss, [w1, w2])
+    scores = compute_scores("snip", model, (x, y))
+    torch.testing.assert_close(scores["0"], (w1 * g1).abs().detach() * masks["0"])
+    torch.testing.assert_close(scores["2"], (w2 * g2).abs().detach() * masks["2"])
+    assert (scores["0"][~masks["0"]] == 0).all() and (scores["2"][~masks["2"]] == 0).all()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_grasp_matches_explicit_hessian(masked_tiny, temperature):
+    model, _, masks = masked_tiny
+    x, y = tiny_batch()
+    w = torch.cat([model[0].weight.detach().reshape(-1), model[2].weight.detach().reshape(-1)]).double()
+    m = torch.cat([masks["0"].reshape(-1), masks["2"].reshape(-1)]).double()
+    n1 = model[0].weight.numel()
+    b1, b2 = model[0].bias.detach().double(), model[2].bias.detach().double()
+
+    def f(theta):
+        w1, w2 = theta[:n1].reshape(model[0].weight.shape), theta[n1:].reshape(model[2].weight.shape)
+        return functional_loss([(w1, b1), (w2, b2)], x.double(), y, temperature)
+
+    g = torch.autograd.functional.jacobian(f, w) * m
+    hess = torch.autograd.functional.hessian(f, w)
+    expected = w * (hess @ g) * m
+    scores = compute_scores("grasp", model, (x, y), temperature=temperature)
+    got = torch.cat([scores["0"].reshape(-1), scores["2"].reshape(-1)]).double()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_grasp_ranks_like_gradflow_hessian_gradient_product(masked_tiny):
+    model, _, _ = masked_tiny
+    x, y = tiny_batch()
+    hg = hessian_gradient_product(model, x, y)
+    scores = compute_scores("grasp", model, (x, y), temperature=1.0)
+    for name in hg:
+        # gradflow differentiates ½‖g‖², GraSP g·stopgrad(g): both gradients are H g
+        torch.testing.assert_close(scores[name], (model.get_submodule(name).weight.detach() * hg[name]).cpu(),
+                                   rtol=1e-4, atol=1e-7)
+
+
+def test_synflow_matches_closed_form(masked_tiny):
+    model, _, masks = masked_tiny
+    a1 = (model[0].weight.detach() * masks["0"]).abs().double()
+    a2 = (model[2].weight.detach() * masks["2"]).abs().double()
+    c1, c2 = model[0].bias.detach().abs().double(), model[2].bias.detach().abs().double()
+    # R = 1ᵀ(|W2|(|W1| 1 + |b1|) + |b2|): ∂R/∂|W1|ᵢⱼ = (1ᵀ|W2|)ᵢ, ∂R/∂|W2|ₖᵢ = (|W1| 1 + |b1|)ᵢ
+    h = a1.sum(dim=1) + c1
+    expected1 = a1 * a2.sum(dim=0)[:, None]
+    expected2 = a2 * h[None, :]
+    scores = compute_scores("synflow", model, in_shape=(5,))
+    torch.testing.assert_close(scores["0"].double(), expected1, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(scores["2"].double(), expected2, rtol=1e-5, atol=1e-7)
+    assert model[0].weight.min() < 0, "SynFlow must not change the model's signs"
+
+
+def test_synflow_with_unit_weights_counts_paths():
+    model = tiny_net(sizes=(6, 5, 4, 3))
+    masks = random_source(model, 0.5, seed=7)
+    with torch.no_grad():
+        for m in model:
+            if isinstance(m, nn.Linear):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+    scores = compute_scores("synflow", model, in_shape=(6,), masks=masks)
+    paths = layer_collapse(masks)["paths"]
+    # each path has one weight in every layer, so every layer's scores add up to the path count
+    for name in masks:
+        assert float(scores[name].sum()) == pytest.approx(paths)
+
+
+def test_random_scores_are_seeded_and_zero_outside_mask(masked_tiny):
+    model, _, masks = masked_tiny
+    a = compute_scores("random", model, seed=5)
+    b = compute_scores("random", model, seed=5)
+    c = compute_scores("random", model, seed=6)
+    for name in masks:
+        assert torch.equal(a[name], b[name]) and not torch.equal(a[name], c[name])
+        assert (a[name][~masks[name]] == 0).all() and (a[name][masks[name]] > 0).all()
+
+
+@pytest.mark.parametrize("method", PAI_METHODS)
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_pruning_stays_inside_source_and_hits_the_density(method, scope):
+    model = tiny_net(seed=2, sizes=(20, 30, 30, 4))
+    source = random_source(model, 0.4, seed=4)
+    Masking(model, source)
+    x, y = tiny_batch(16, 20, 4)
+    total = sum(m.numel() for m in source.values())
+    for target in (0.2, 0.05):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LayerCollapseWarning)
+            masks = prune_at_init(model, method, target, batch=(x, y), scope=scope, iterations=5)
+        for name, m in masks.items():
+            assert not (m & ~source[name]).any(), f"{method} revived a weight outside the source in {name}"
+        kept = sum(int(m.sum()) for m in masks.values())
+        if scope == "global":
+            assert kept == round(target * total)
+        else:
+            quotas = layer_quota_densities(source, target)
+            assert all(int(masks[n].sum()) == max(1, round(quotas[n] * masks[n].numel())) for n in masks)
+            assert abs(kept - target * total) <= len(masks)
+    assert torch.equal(model[0].weight_mask.bool(), source["0"]), "prune_at_init must not modify the model"
+
+
+def test_explicit_source_masks_override_the_model():
+    model = tiny_net(seed=3, sizes=(20, 30, 4))
+    source = random_source(model, 0.3, seed=1)
+    x, y = tiny_batch(16, 20, 4)
+    for method in ("magnitude", "snip", "synflow-oneshot"):
+        masks = prune_at_init(model, method, 0.1, batch=(x, y), source_masks=source, warn=False)
+        assert all(not (masks[n] & ~source[n]).any() for n in masks)
+    assert not hasattr(model[0], "weight_mask")
+
+
+def test_layer_quotas_keep_the_source_ratios():
+    model = tiny_net(sizes=(50, 40, 10))
+    source = sample_masks(model, 0.5, "balanced", seed=0)
+    quotas = layer_quota_densities(source, 0.1)
+    ratios = {n: quotas[n] / float(source[n].float().mean()) for n in source}
+    assert max(ratios.values()) == pytest.approx(min(ratios.values()))
+    with pytest.raises(ValueError, match="above the source density"):
+        layer_quota_densities(source, 0.9)
+
+
+def test_synflow_schedule_is_exponential_and_ends_at_target():
+    s = synflow_schedule(0.5, 0.005, 4)
+    assert s[-1] == pytest.approx(0.005)
+    ratios = [b / a for a, b in zip([0.5] + s, s)]
+    assert max(ratios) == pytest.approx(min(ratios))
+    with pytest.raises(ValueError, match="iterations"):
+        synflow_schedule(0.5, 0.1, 0)
+
+
+def test_collapse_detected_on_constructed_cases():
+    # no empty layer, but fc2 only reads hidden unit 0, which has no input: no path survives
+    fc1 = torch.zeros(3, 4, dtype=torch.bool)
+    fc1[1, 2] = True
+    fc2 = torch.zeros(2, 3, dtype=torch.bool)
+    fc2[:, 0] = True
+    report = layer_collapse({"fc1": fc1, "fc2": fc2})
+    assert report["collapsed"] and report["cut_layer"] == "fc2" and report["empty_layers"] == []
+    assert report["paths"] == 0
+    with pytest.warns(LayerCollapseWarning, match="fc2"):
+        check_layer_collapse({"fc1": fc1, "fc2": fc2})
+    # an empty layer
+    with pytest.warns(LayerCollapseWarning, match="keeps 0 of"):
+        check_layer_collapse({"fc1": fc1, "fc2": torch.zeros(2, 3, dtype=torch.bool)})
+    # a healthy chain: one path, no warning
+    fc2[1, 1] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayerCollapseWarning)
+        assert check_layer_collapse({"fc1": fc1, "fc2": fc2})["paths"] == 1
+
+
+def test_conv_to_linear_chain_is_followed():
+    conv = torch.zeros(2, 1, 3, 3, dtype=torch.bool)
+    conv[0, 0, 1, 1] = True  # only channel 0 is alive
+    fc = torch.zeros(3, 2 * 4, dtype=torch.bool)  # 2 channels × 4 positions after flatten
+    fc[0, 5] = True  # reads channel 1: dead
+    assert layer_collapse({"conv": conv, "fc": fc})["collapsed"]
+    fc[1, 2] = True  # reads channel 0
+    assert not layer_collapse({"conv": conv, "fc": fc})["collapsed"]
+
+
+def test_global_magnitude_collapses_where_quotas_and_iterative_synflow_do_not():
+    # The middle layer's weights are 100 times smaller than the others', so one global magnitude
+    # threshold empties it first (the layer collapse of SCIENCE §9.5).
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 3))
+    with torch.no_grad():
+        model[2].weight.mul_(0.01)
+    with pytest.warns(LayerCollapseWarning, match="'2' keeps 0 of"):
+        prune_at_init(model, "magnitude", 0.02)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LayerCollapseWarning)
+        prune_at_init(model, "magnitude", 0.02, scope="layer")
+        prune_at_init(model, "synflow", 0.02, batch=(torch.randn(2, 4), torch.tensor([0, 1])), iterations=20)
+
+
+def test_bad_inputs_raise():
+    model = tiny_net()
+    with pytest.raises(ValueError, match="unknown pruning-at-init method"):
+        prune_at_init(model, "obd", 0.1)
+    with pytest.raises(ValueError, match="batch"):
+        compute_scores("snip", model)
+    with pytest.raises(ValueError, match="temperature"):
+        compute_scores("grasp", model, tiny_batch(), temperature=0)
+    with pytest.raises(ValueError, match="in_shape"):
+        compute_scores("synflow", model)
+    with pytest.raises(ValueError, match="seed"):
+        compute_scores("random", model, seed=-1)
+    with pytest.raises(ValueError, match="masks is empty"):
+        layer_collapse({})
+
+
+def test_s2s_imp_quick_never_leaves_the_source():
+    from rpbook.experiments import RunContext
+    from rpbook.experiments.s2s_imp import imp_schedule, presets, run
+    from rpbook.results import ResultStore
+    import tempfile
+
+    assert imp_schedule(1.0, (0.1, 0.05), 0.5) == pytest.approx([0.5, 0.25, 0.125, 0.1, 0.05])
+    config = presets("quick")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run(config, RunContext("s2s_imp", config, ResultStore(tmp), progress=False))
+    er = [r for r in result["runs"] if r["rule"] != "dense"]
+    assert er and all(r["realized_density"] <= config.source_densities[0] + 1e-9 for r in er)
+    for row in result["runs"]:
+        if row["level"] > 0:
+            assert row["realized_density"] == pytest.approx(row["density"], abs=1e-3)  # one weight of ~2,600
+    dense_flops = {r["density"]: r["cumulative_flops"] for r in result["runs"] if r["rule"] == "dense"}
+    er_flops = {r["density"]: r["cumulative_flops"] for r in er}
+    assert all(er_flops[t] < dense_flops[t] for t in config.targets)
+
+
+def test_imp_from_an_er_source_never_revives_a_weight():
+    from rpbook.data import load_dataset
+    from rpbook.models import build_model
+    from rpbook.pruning import iterative_magnitude_pruning
+    from rpbook.train import TrainConfig
+
+    data = load_dataset("digits", seed=0, n_train=300)
+    model = build_model("mlp", in_shape=tuple(data.in_shape), num_classes=data.num_classes, hidden=(32,))
+    source = sample_masks(model, 0.5, "balanced", seed=0)
+    masking = Masking(model, source)
+    levels = iterative_magnitude_pruning(model, data, TrainConfig(epochs=1, amp=False), [0.3, 0.1], masking=masking)
+    total = sum(m.numel() for m in source.values())
+    for level in levels[1:]:
+        assert all(not (level.masks[n] & ~source[n]).any() for n in source)
+        assert sum(int(m.sum()) for m in level.masks.values()) == round(level.density * total)
+
+
+def test_chapter7_figures_and_explorer_draw_quick_results():
+    import tempfile
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from rpbook import plots, widgets
+    from rpbook.experiments import RunContext
+    from rpbook.experiments import layer_collapse as lc, s2s_imp, s2s_pruning_at_init as pai
+    from rpbook.results import ResultStore
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = ResultStore(tmp)
+        imp = s2s_imp.run(s2s_imp.presets("quick"), RunContext("s2s_imp", s2s_imp.presets("quick"), store, progress=False))
+        pres = pai.run(pai.presets("quick"), RunContext("s2s_pruning_at_init", pai.presets("quick"), store, progress=False))
+        col = lc.run(lc.presets("quick"), RunContext("layer_collapse", lc.presets("quick"), store, progress=False))
+    assert any(r["collapsed"] for r in col["runs"] if r["method"] == "magnitude" and r["density"] == 0.005)
+    plots.plot_s2s_imp(imp)
+    plots.plot_imp_flops(imp)
+    plots.plot_pruning_at_init(pres)
+    plots.plot_layer_collapse(col)
+    plt.close("all")
+    figure = Figure(layout="none")
+    widgets.draw_s2s_explorer(figure, imp, pres, rule="balanced", source_density=0.3, method="synflow")
+    assert len(figure.axes) == 2
+    with pytest.raises(ValueError, match="not stored"):
+        widgets.s2s_explorer(imp, pres, rule="pyramidal")
