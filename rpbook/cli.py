@@ -173,7 +173,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     print(f"results in {store.root}")
     for name in names:
         exp = get_experiment(name)
-        print(f"{name}  ({exp.chapter}) — {exp.description}")
+        print(f"{name}  (chapter {exp.chapter}) — {exp.description}")
         for profile in PROFILES:
             config = exp.config(profile)
             if store.has(name, config):

@@ -92,6 +92,16 @@ def check_seed(seed: object) -> int:
     return int(seed)
 
 
+def check_seeds(seeds: object) -> tuple[int, ...]:
+    """Return a non-empty sequence of seeds as a tuple of ints, or raise ``ValueError`` naming the bad one."""
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise ValueError(f"seeds must be a sequence of non-negative integers, got {seeds!r}")
+    seeds = tuple(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    return tuple(check_seed(s) for s in seeds)
+
+
 def progress_enabled(progress: bool = True) -> bool:
     """Whether to show a progress bar: ``progress`` and not switched off by ``TQDM_DISABLE``.
 

@@ -462,8 +462,10 @@ class Masking:
     @torch.no_grad()
     def apply_(self) -> None:
         """Zero every masked weight (in place)."""
-        for module in self._modules.values():
-            module.weight.mul_(module.weight_mask)
+        if self._modules:
+            # one fused call for all layers: this runs after every optimizer step
+            modules = list(self._modules.values())
+            torch._foreach_mul_([m.weight for m in modules], [m.weight_mask for m in modules])
 
     def watch(self, optimizer: torch.optim.Optimizer) -> None:
         """Re-apply the masks after every ``optimizer.step()``."""

@@ -109,7 +109,7 @@ def run(config: CoverageConfig, ctx: RunContext) -> dict:
 
 EXPERIMENT = Experiment(
     name="coverage",
-    chapter="04_how_much_wider",
+    chapter="4 How much wider? Overparameterization of random masks",
     description="coverage of a k-fold replicated target layer by real ER masks vs 1 - (1 - p)^k",
     presets=presets,
     run=run,

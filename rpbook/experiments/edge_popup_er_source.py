@@ -122,7 +122,7 @@ def width_needed(result: dict, base_units: int, threshold: float) -> list[dict]:
 
 EXPERIMENT = Experiment(
     name="edge_popup_er_source",
-    chapter="06_strong_lottery_tickets",
+    chapter="6 Strong lottery tickets",
     description="edge-popup restricted to fixed ER source masks of density 0.5 and 0.2: accuracy against width",
     presets=presets,
     run=run,

@@ -95,7 +95,7 @@ def run(config: EdgePopupWidthConfig, ctx: RunContext) -> dict:
 
 EXPERIMENT = Experiment(
     name="edge_popup_width",
-    chapter="06_strong_lottery_tickets",
+    chapter="6 Strong lottery tickets",
     description="edge-popup subnetworks of frozen random MLPs: accuracy against width, kept fraction and weight distribution",
     presets=presets,
     run=run,

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import check_seed, seed_everything
+from ..config import check_seed, check_seeds, seed_everything
 from ..data import DATASET_NAMES, load_dataset
 from ..dst import SET, RigL
 from ..gradflow import GradientNormLogger, fixed_batch
@@ -130,10 +130,7 @@ class EvciConfig:
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         check_seed(self.split_seed)
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
-        for s in self.seeds:
-            check_seed(s)
+        check_seeds(self.seeds)
 
 
 def _train(epochs: int, batch_size: int, lr: float) -> TrainConfig:

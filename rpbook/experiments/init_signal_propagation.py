@@ -20,7 +20,7 @@ import numbers
 import statistics
 from dataclasses import dataclass
 
-from ..config import check_seed
+from ..config import check_seed, check_seeds
 from ..data import DATASET_NAMES, load_dataset
 from ..gradflow import fixed_batch, signal_propagation
 from ..init import INIT_METHODS, check_init, initialize_
@@ -60,10 +60,7 @@ class InitSignalConfig:
             check_init(init)
         check_rule(self.rule)
         check_seed(self.split_seed)
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
-        for s in self.seeds:
-            check_seed(s)
+        check_seeds(self.seeds)
 
 
 def presets(profile: str) -> InitSignalConfig:

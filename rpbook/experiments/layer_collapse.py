@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import check_seed
+from ..config import check_seed, check_seeds
 from ..data import DATASET_NAMES, load_dataset
 from ..init import check_init
 from ..masks import check_density
@@ -65,10 +65,7 @@ class CollapseConfig:
         if self.reinit is not None:
             check_init(self.reinit)
         check_seed(self.split_seed)
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
-        for s in self.seeds:
-            check_seed(s)
+        check_seeds(self.seeds)
 
 
 def presets(profile: str) -> CollapseConfig:
@@ -136,7 +133,7 @@ def collapse_curve(result: dict, source: str, method: str) -> dict:
 
 EXPERIMENT = Experiment(
     name="layer_collapse",
-    chapter="07_sparse_to_sparse",
+    chapter="7 Sparse-to-sparse",
     description="layer collapse under global magnitude pruning at extreme sparsity, and how per-layer "
                 "quotas or iterative SynFlow avoid it",
     presets=presets,

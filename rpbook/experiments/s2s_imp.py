@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from ..config import check_seed, seed_everything
+from ..config import check_seed, check_seeds, seed_everything
 from ..data import DATASET_NAMES, load_dataset
 from ..init import check_init, initialize_
 from ..masks import check_density, check_rule, mask_model, maskable_layers, sparsity_report
@@ -114,10 +114,7 @@ class S2SIMPConfig:
         check_scope(self.scope)
         check_init(self.init)
         check_seed(self.split_seed)
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
-        for s in self.seeds:
-            check_seed(s)
+        check_seeds(self.seeds)
         if not isinstance(self.train, TrainConfig):
             raise ValueError(f"train must be a TrainConfig, got {type(self.train).__name__}")
 
@@ -289,7 +286,7 @@ def flops_table(result: dict, targets: Any = None) -> list[dict]:
 
 EXPERIMENT = Experiment(
     name="s2s_imp",
-    chapter="07_sparse_to_sparse",
+    chapter="7 Sparse-to-sparse",
     description="IMP from the dense network vs IMP inside ER sources (balanced/ERK/pyramidal, 0.5/0.3/0.2) "
                 "down to densities 0.1 … 0.01, with training FLOPs",
     presets=presets,

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..config import check_seed
+from ..config import check_seed, check_seeds
 from ..data import DATASET_NAMES, load_dataset
 from ..init import check_init, initialize_
 from ..models import MODEL_NAMES
@@ -93,10 +93,7 @@ class PaIConfig:
         if self.reinit is not None:
             check_init(self.reinit)
         check_seed(self.split_seed)
-        if not self.seeds:
-            raise ValueError("seeds must name at least one seed")
-        for s in self.seeds:
-            check_seed(s)
+        check_seeds(self.seeds)
 
 
 def presets(profile: str) -> PaIConfig:
@@ -188,7 +185,7 @@ def pai_curve(result: dict, source: str, method: str) -> dict:
 
 EXPERIMENT = Experiment(
     name="s2s_pruning_at_init",
-    chapter="07_sparse_to_sparse",
+    chapter="7 Sparse-to-sparse",
     description="SNIP, GraSP, SynFlow and random pruning at init from the dense network and from ER sources",
     presets=presets,
     run=run,

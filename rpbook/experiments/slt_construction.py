@@ -105,7 +105,7 @@ def run(config: SLTConstructionConfig, ctx: RunContext) -> dict:
 
 EXPERIMENT = Experiment(
     name="slt_construction",
-    chapter="06_strong_lottery_tickets",
+    chapter="6 Strong lottery tickets",
     description="Pensia et al.'s SubsetSum construction on a trained MLP: kept size and error against the width factor n",
     presets=presets,
     run=run,

@@ -113,7 +113,7 @@ def run(config: SubsetSumErrorConfig, ctx: RunContext) -> dict:
 
 EXPERIMENT = Experiment(
     name="subset_sum_error",
-    chapter="06_strong_lottery_tickets",
+    chapter="6 Strong lottery tickets",
     description="Random SubsetSum: typical and worst-case best-subset error against n (Lueker's exponential decay)",
     presets=presets,
     run=run,

@@ -237,7 +237,7 @@ def smallest_widths(result: dict, threshold: float, key: str = "test_mse") -> li
 
 EXPERIMENT = Experiment(
     name="teacher_student_width",
-    chapter="04_how_much_wider",
+    chapter="4 How much wider? Overparameterization of random masks",
     description="random sparse students of width factor k at density p fitting a fixed random teacher",
     presets=presets,
     run=run,
