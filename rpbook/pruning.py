@@ -15,7 +15,10 @@ The pieces (SCIENCE §4.1, §6.2):
   ever among the weights a ``source_masks`` allows (so pruning never leaves a
   random source mask: that is sparse-to-sparse training);
 - :class:`GradualMagnitudePruning` is a training callback that prunes on
-  Zhu & Gupta's cubic schedule; :func:`iterative_magnitude_pruning` is IMP.
+  Zhu & Gupta's cubic schedule; :func:`iterative_magnitude_pruning` is IMP;
+- :func:`prune_at_init` prunes at initialization with magnitude, SNIP, GraSP,
+  SynFlow (iterative or one-shot) or random scores, inside a source mask, and
+  :func:`layer_collapse` tells whether any input still reaches the output.
 """
 from __future__ import annotations
 
