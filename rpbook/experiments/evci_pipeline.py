@@ -481,7 +481,7 @@ def checks(result: dict) -> dict[str, dict[str, bool]]:
             "RigL raises the gradient norm at its updates": m["rigl"]["update_gain"]["mean"] > 1.1,
             "SET raises the gradient norm at its updates": m["set"]["update_gain"]["mean"] > 1.1,
             "Scratch+ beats Scratch by more than one std": acc("scratch+") - acc("scratch") > std("scratch"),
-            "RigL is the best run from fresh weights": acc("rigl") == max(acc(k) for k in fresh),
+            "RigL is the best sparse run from fresh weights": acc("rigl") == max(acc(k) for k in fresh),
             "the best sparse run beats the small dense net by > 1 std":
                 acc(best) - acc("small-dense") > std(best),
         }
