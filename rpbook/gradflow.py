@@ -6,8 +6,8 @@ Chapter 5 (*Gradient flow*) teaches these, following Evci et al. (2022),
 **unregularized** loss (no weight decay) on a **fixed** batch, at
 initialization and every few steps of training.
 
-All functions here leave the model's ``.grad`` fields, its train/eval mode and
-its weights exactly as they found them, so they can run in the middle of
+All functions here leave the model's ``.grad`` fields, its train/eval mode,
+its weights and its BatchNorm running statistics exactly as they found them, so they can run in the middle of
 training (see :class:`GradientNormLogger`).
 """
 from __future__ import annotations
@@ -48,7 +48,23 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str) -> tuple[torch.Tensor, torch.Tensor]:
-    out = model(x.to(_device(model)))
+    # A measurement in train mode uses the batch statistics, as training does, but must not move
+    # BatchNorm's running statistics: measuring the gradient would otherwise change the trained model.
+    # Momentum 0 leaves them unchanged inside the op (restoring them afterwards would bump the version
+    # of tensors autograd saved); the step counter is put back by hand.
+    bns = [m for m in model.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    try:
+        out = model(x.to(_device(model)))
+    finally:
+        with torch.no_grad():
+            for m, (momentum, tracked) in zip(bns, saved):
+                m.momentum = momentum
+                if tracked is not None:
+                    m.num_batches_tracked.copy_(tracked)
     if out.dtype in (torch.float16, torch.bfloat16):
         out = out.float()
     return compute_loss(out, y.to(out.device), task), out

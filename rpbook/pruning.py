@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .masks import Masking, check_density, maskable_layers
-from .train import Callback, TrainConfig, TrainState, fit
+from .train import Callback, TrainConfig, TrainState, compute_loss, fit
 
 SCOPES: tuple[str, ...] = ("global", "layer")
 
@@ -102,6 +102,22 @@ def _check_batch(batch: object, method: str) -> tuple[torch.Tensor, torch.Tensor
     return batch[0], batch[1]
 
 
+TASKS: tuple[str, ...] = ("classification", "regression")
+
+
+def _data_loss(method: str, output: torch.Tensor, y: torch.Tensor, task: object) -> torch.Tensor:
+    """The training loss of a score's batch; refuses targets that do not fit the task."""
+    if task not in TASKS:
+        raise ValueError(f"{method}: unknown task {task!r}; allowed: {', '.join(TASKS)}")
+    if task == "classification":
+        if y.is_floating_point() or y.dim() != 1 or output.dim() != 2 or output.shape[1] < 2:
+            # cross-entropy over one class (or with float targets) is identically 0: every score would be 0
+            raise ValueError(f"{method}: task 'classification' needs integer class labels of shape (N,) and at "
+                             f"least 2 outputs, got targets {y.dtype} {tuple(y.shape)} and outputs "
+                             f"{tuple(output.shape)}; pass task='regression' for a regression batch")
+    return compute_loss(output, y, task)
+
+
 def _check_options(method: str, options: Mapping[str, Any], allowed: Sequence[str]) -> None:
     extra = sorted(set(options) - set(allowed))
     if extra:
@@ -140,14 +156,15 @@ def snip_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | Non
     """SNIP: ``|m ⊙ w ⊙ ∂L/∂w|`` on one batch (chapter 7, SCIENCE §4.1; Lee et al. 2019).
 
     The connection sensitivity: how much the loss would change if the weight
-    were removed, to first order. Option ``masks`` as for :func:`magnitude_scores`.
+    were removed, to first order. Options: ``masks`` as for :func:`magnitude_scores`;
+    ``task`` (``"classification"``, cross-entropy, or ``"regression"``, mean squared error).
     """
-    _check_options("snip", options, ("masks",))
+    _check_options("snip", options, ("masks", "task"))
     x, y = _check_batch(batch, "SNIP")
     masks = _masks_for_scoring(model, options.get("masks"))
     clone, layers = _scoring_copy(model, masks)
     device = next(clone.parameters()).device
-    loss = nn.functional.cross_entropy(clone(x.to(device)), y.to(device))
+    loss = _data_loss("SNIP", clone(x.to(device)), y.to(device), options.get("task", "classification"))
     grads = torch.autograd.grad(loss, [m.weight for _, m in layers], allow_unused=True)
     out = {}
     for (name, m), g in zip(layers, grads):
@@ -165,9 +182,11 @@ def grasp_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | No
     the highest ``-w ⊙ Hg``, i.e. it keeps the highest ``w ⊙ Hg``. ``g`` is the
     masked gradient of the loss of ``logits / temperature`` on ``batch``
     (option ``temperature``, default 200 as in the released code) and ``H g``
-    the gradient of ``g · stopgrad(g)`` by double backpropagation.
+    the gradient of ``g · stopgrad(g)`` by double backpropagation. Option
+    ``task`` as for :func:`snip_scores` (the temperature only makes sense for classification).
     """
-    _check_options("grasp", options, ("masks", "temperature"))
+    _check_options("grasp", options, ("masks", "temperature", "task"))
+    task = options.get("task", "classification")
     temperature = options.get("temperature", 200.0)
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not float(temperature) > 0:
         raise ValueError(f"GraSP temperature must be a positive number, got {temperature!r}")
@@ -177,11 +196,11 @@ def grasp_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | No
     device = next(clone.parameters()).device
     weights = [m.weight for _, m in layers]
     x, y = x.to(device), y.to(device)
-    first = torch.autograd.grad(nn.functional.cross_entropy(clone(x) / float(temperature), y), weights,
+    first = torch.autograd.grad(_data_loss("GraSP", clone(x) / float(temperature), y, task), weights,
                                 allow_unused=True)
     g = [torch.zeros_like(w) if gi is None else gi.detach() * masks[name].to(w.device, w.dtype)
          for (name, _), w, gi in zip(layers, weights, first)]
-    grads = torch.autograd.grad(nn.functional.cross_entropy(clone(x) / float(temperature), y), weights,
+    grads = torch.autograd.grad(_data_loss("GraSP", clone(x) / float(temperature), y, task), weights,
                                 create_graph=True, allow_unused=True)
     z = sum((gi * gd).sum() for gi, gd in zip(grads, g) if gi is not None)
     hg = torch.autograd.grad(z, weights, allow_unused=True)
@@ -192,15 +211,21 @@ def grasp_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | No
     return out
 
 
-def _synflow(model: nn.Module, options: Mapping[str, Any], method: str) -> dict[str, torch.Tensor]:
-    _check_options(method, options, ("masks", "in_shape"))
-    in_shape = options.get("in_shape")
-    if (not isinstance(in_shape, (tuple, list)) or not in_shape
+def _check_in_shape(in_shape: object) -> tuple[int, ...]:
+    if (not isinstance(in_shape, (tuple, list, torch.Size)) or not in_shape
             or not all(isinstance(d, numbers.Integral) and not isinstance(d, bool) and d > 0 for d in in_shape)):
         raise ValueError(f"SynFlow needs in_shape, the shape of one input without the batch dimension "
                          f"(e.g. in_shape=(40,)), got {in_shape!r}")
+    return tuple(int(d) for d in in_shape)
+
+
+def _synflow(model: nn.Module, options: Mapping[str, Any], method: str) -> dict[str, torch.Tensor]:
+    _check_options(method, options, ("masks", "in_shape"))
+    in_shape = _check_in_shape(options.get("in_shape"))
     masks = _masks_for_scoring(model, options.get("masks"))
     clone, layers = _scoring_copy(model, masks)
+    if next(clone.parameters()).device.type == "mps":  # no float64 on Apple GPUs: score on the CPU
+        clone = clone.cpu()
     clone = clone.double().eval()  # float64: products of |W| over many layers overflow float32 in deep nets
     with torch.no_grad():
         for tensor in clone.state_dict().values():  # "linearize": every parameter and BN statistic positive
@@ -279,6 +304,7 @@ def top_k_mask(scores: torch.Tensor, allowed: torch.Tensor, k: int) -> torch.Ten
     Ties go to the lower flat index, so the result is deterministic. ``k``
     must not exceed the number of allowed entries.
     """
+    scores, allowed = scores.detach().cpu(), allowed.detach().cpu().bool()  # the result is a CPU mask
     if k > int(allowed.sum()):
         raise ValueError(f"cannot keep {k} entries: only {int(allowed.sum())} are allowed")
     flat = scores.reshape(-1).double()
@@ -487,6 +513,9 @@ class GradualMagnitudePruning(Callback):
         self.scope = check_scope(scope)
         if score not in SCORE_FUNCTIONS:
             raise ValueError(f"unknown pruning score {score!r}; registered: {', '.join(sorted(SCORE_FUNCTIONS))}")
+        if score == "synflow":
+            raise ValueError("GradualMagnitudePruning cannot score with 'synflow' (it needs an input shape); "
+                             "use prune_at_init for SynFlow")
         self.score = score
         self.events: list[dict] = []
         self._initial: float | None = None
@@ -656,6 +685,9 @@ def iterative_magnitude_pruning(
     check_scope(scope)
     if score not in SCORE_FUNCTIONS:
         raise ValueError(f"unknown pruning score {score!r}; registered: {', '.join(sorted(SCORE_FUNCTIONS))}")
+    if score in ("snip", "grasp", "synflow"):
+        raise ValueError(f"IMP scores the trained weights without a batch or an input shape, so it cannot use "
+                         f"{score!r}; use 'magnitude' or 'random' (prune_at_init runs SNIP, GraSP and SynFlow)")
     densities = [check_density(d, "IMP density") for d in densities]
     if not densities or any(b >= a for a, b in zip(densities, densities[1:])):
         raise ValueError(f"densities must be a non-empty, strictly decreasing sequence, got {densities!r}")
@@ -726,9 +758,11 @@ def layer_quota_densities(source_masks: Mapping[str, torch.Tensor], target_densi
     if kept == 0:
         raise ValueError("the source masks keep no weight at all")
     source_density = kept / total
-    if p > source_density * (1 + 1e-12):
-        raise ValueError(f"target density {p:.4g} is above the source density {source_density:.4g}")
-    shrink = p / source_density
+    # An exact-count source keeps round(p_l n_l) weights per layer, so its realized density can sit a
+    # fraction of a weight per layer below its nominal one; a target at the nominal density is the source.
+    if p > source_density + len(source_masks) / total:
+        raise ValueError(f"target density {p:.6g} is above the source density {source_density:.6g}")
+    shrink = min(1.0, p / source_density)
     return {name: float(m.bool().float().mean()) * shrink for name, m in source_masks.items()}
 
 
@@ -771,7 +805,8 @@ def layer_collapse(masks: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``collapsed`` (no input–output path, or an empty layer), ``paths``
+        ``collapsed`` (no input–output path, or an empty layer; ``None`` when
+        the layers do not form a chain, so that paths cannot be followed), ``paths``
         (the number of input–output paths, a float; ``None`` when the layers
         do not form a chain, e.g. a ResNet's shortcuts), ``cut_layer`` (the
         first layer after which no path survives, or ``None``),
@@ -799,7 +834,8 @@ def layer_collapse(masks: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         if cut is None and not bool((counts > 0).any()):
             cut = name
     paths = None if counts is None else float(counts.sum())
-    collapsed = bool(empty) or (paths is not None and paths == 0.0)
+    # Not a chain (e.g. a ResNet, whose shortcuts bypass an empty branch): unknown, not "collapsed".
+    collapsed = None if paths is None else (bool(empty) or paths == 0.0)
     if cut is None and empty:
         cut = empty[0]
     return {"collapsed": collapsed, "paths": paths, "cut_layer": cut, "empty_layers": empty}
@@ -808,7 +844,12 @@ def layer_collapse(masks: Mapping[str, torch.Tensor]) -> dict[str, Any]:
 def check_layer_collapse(masks: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """:func:`layer_collapse`, and a :class:`LayerCollapseWarning` naming the layer when it collapsed (chapter 7)."""
     report = layer_collapse(masks)
-    if report["empty_layers"]:
+    if report["collapsed"] is None and report["empty_layers"]:
+        name = report["empty_layers"][0]
+        warnings.warn(f"layer {name!r} keeps 0 of {masks[name].numel()} weights; the layers do not form a chain "
+                      f"(shortcut connections?), so whether any input still reaches the output was not checked",
+                      LayerCollapseWarning, stacklevel=2)
+    elif report["empty_layers"]:
         name = report["empty_layers"][0]
         warnings.warn(f"layer collapse: layer {name!r} keeps 0 of {masks[name].numel()} weights, so no input "
                       f"reaches the output; use per-layer quotas (scope='layer') or iterative SynFlow",
@@ -832,6 +873,7 @@ def prune_at_init(
     source_masks: Mapping[str, torch.Tensor] | None = None,
     in_shape: Sequence[int] | None = None,
     temperature: float = 200.0,
+    task: str = "classification",
     warn: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Prune at initialization inside a source mask with one of :data:`PAI_METHODS` (chapter 7, SCIENCE §4.1).
@@ -859,6 +901,9 @@ def prune_at_init(
         ``"layer"``: per-layer quotas of :func:`layer_quota_densities`.
     seed, temperature
         For the random scores and GraSP.
+    task
+        The loss of SNIP and GraSP: ``"classification"`` (cross-entropy) or
+        ``"regression"`` (mean squared error).
     warn
         Emit a :class:`LayerCollapseWarning` when the result has no input–output path.
 
@@ -874,11 +919,14 @@ def prune_at_init(
     p = check_density(target_density, "target_density")
     source = _masks_for_scoring(model, source_masks)
     layer_quota_densities(source, p)  # checks p against the source density before any scoring
+    start = sum(int(m.sum()) for m in source.values()) / sum(m.numel() for m in source.values())
+    p = min(p, start)  # a target at the (nominal) source density keeps the whole source
 
     options: dict[str, Any] = {}
     score = method
     if method in ("snip", "grasp"):
         _check_batch(batch, method.upper() if method == "snip" else "GraSP")
+        options["task"] = task
         if method == "grasp":
             options["temperature"] = temperature
     elif method in ("synflow", "synflow-oneshot"):
@@ -886,18 +934,18 @@ def prune_at_init(
             if batch is None:
                 raise ValueError("SynFlow needs in_shape=(...) or a batch to read the input shape from")
             in_shape = tuple(_check_batch(batch, "SynFlow")[0].shape[1:])
-        options["in_shape"] = tuple(int(d) for d in in_shape)
+        options["in_shape"] = _check_in_shape(in_shape)
         score = "synflow"
     elif method == "random":
         options["seed"] = seed
 
     def prune_once(current: Mapping[str, torch.Tensor], density: float) -> dict[str, torch.Tensor]:
         scores = compute_scores(score, model, batch, masks=current, **options)
-        target = layer_quota_densities(current, density) if scope == "layer" else density
+        # quotas from the source, not from the current masks: rounding does not compound over rounds
+        target = layer_quota_densities(source, density) if scope == "layer" else density
         return prune_to_density(scores, target, source_masks=current, scope=scope)
 
     if method == "synflow":
-        start = sum(int(m.sum()) for m in source.values()) / sum(m.numel() for m in source.values())
         current = dict(source)
         for density in synflow_schedule(start, p, iterations):
             current = prune_once(current, density)

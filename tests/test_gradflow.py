@@ -187,3 +187,18 @@ def test_init_signal_propagation_experiment_at_quick(tmp_path):
     assert len(curve(result, "unit-scaled", 0.1)) == len(result["layers"])
     with pytest.raises(ValueError, match="init"):
         grad_norms(result, "orthogonal")
+
+
+def test_measuring_leaves_batchnorm_statistics_alone():
+    from rpbook.gradflow import gradient_norm, hessian_gradient_product, signal_propagation
+    from rpbook.models import build_model
+
+    model = build_model("resnet20", in_shape=(3, 32, 32), num_classes=10, width=0.25).train()
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    gradient_norm(model, x, y)
+    signal_propagation(model, x, y)
+    hessian_gradient_product(model, x, y)
+    after = model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed == [] and model.training

@@ -311,3 +311,73 @@ def test_chapter7_figures_and_explorer_draw_quick_results():
     assert len(figure.axes) == 2
     with pytest.raises(ValueError, match="not stored"):
         widgets.s2s_explorer(imp, pres, rule="pyramidal")
+
+
+def test_snip_and_grasp_refuse_a_regression_batch_unless_told():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 1))
+    x, y = torch.randn(16, 6), torch.randn(16, 1)
+    for method in ("snip", "grasp"):
+        with pytest.raises(ValueError, match="task='regression'"):
+            compute_scores(method, model, (x, y))
+    scores = compute_scores("snip", model, (x, y), task="regression")
+    w = model[2].weight.detach().clone().requires_grad_(True)
+    out = torch.relu(x @ model[0].weight.T + model[0].bias) @ w.T + model[2].bias
+    (g,) = torch.autograd.grad(nn.functional.mse_loss(out, y), [w])
+    torch.testing.assert_close(scores["2"], (w * g).abs().detach())
+    assert all(float(s.sum()) > 0 for s in scores.values())
+    masks = prune_at_init(model, "snip", 0.2, batch=(x, y), task="regression", warn=False)
+    assert all(int(m.sum()) > 0 for m in masks.values())
+
+
+def test_collapse_of_a_network_with_shortcuts_is_unknown_not_claimed():
+    from rpbook.models import build_model
+
+    model = build_model("resnet20", in_shape=(3, 32, 32), num_classes=10, width=0.25)
+    masks = sample_masks(model, 0.5, "uniform", seed=0)
+    masks["layer3.0.conv2"] = torch.zeros_like(masks["layer3.0.conv2"])  # an empty residual branch
+    report = layer_collapse(masks)
+    assert report["collapsed"] is None and report["paths"] is None
+    assert report["empty_layers"] == ["layer3.0.conv2"]
+    with pytest.warns(LayerCollapseWarning, match="not checked"):
+        check_layer_collapse(masks)
+
+
+def test_target_at_the_nominal_source_density_keeps_the_source():
+    from rpbook.models import build_model
+
+    model = build_model("mlp", in_shape=(40,), num_classes=10, hidden=(256, 256))
+    for rule in ("erk", "pyramidal", "uniform"):
+        source = sample_masks(model, 0.3, rule, seed=0)
+        kept = sum(int(m.sum()) for m in source.values())
+        masks = prune_at_init(model, "magnitude", 0.3, source_masks=source, warn=False)
+        assert sum(int(m.sum()) for m in masks.values()) == kept
+    with pytest.raises(ValueError, match="above the source density"):
+        prune_at_init(model, "magnitude", 0.31, source_masks=source, warn=False)
+
+
+def test_iterative_synflow_per_layer_hits_the_one_shot_quotas():
+    model = tiny_net(seed=2, sizes=(20, 30, 30, 4))
+    source = random_source(model, 0.4, seed=4)
+    quotas = layer_quota_densities(source, 0.05)
+    masks = prune_at_init(model, "synflow", 0.05, in_shape=(20,), source_masks=source, scope="layer",
+                          iterations=20, warn=False)
+    assert {n: int(m.sum()) for n, m in masks.items()} == {
+        n: max(1, round(quotas[n] * m.numel())) for n, m in masks.items()}
+
+
+def test_scores_that_need_data_are_refused_up_front():
+    from rpbook.data import load_dataset
+    from rpbook.pruning import GradualMagnitudePruning, iterative_magnitude_pruning
+    from rpbook.train import TrainConfig
+
+    data = load_dataset("digits", seed=0, n_train=100)
+    model = tiny_net(sizes=(64, 8, 10))
+    for score in ("snip", "grasp", "synflow"):
+        with pytest.raises(ValueError, match="cannot use"):
+            iterative_magnitude_pruning(model, data, TrainConfig(epochs=1), [0.5], score=score)
+    with pytest.raises(ValueError, match="synflow"):
+        GradualMagnitudePruning(0.1, score="synflow")
+    for bad in ((40.7,), (True,), 40, "40", ()):
+        with pytest.raises(ValueError, match="in_shape"):
+            prune_at_init(model, "synflow", 0.1, in_shape=bad)

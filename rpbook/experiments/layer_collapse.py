@@ -57,6 +57,9 @@ class CollapseConfig:
         check_sources(self.source_rules, self.source_densities)
         check_methods(self.methods)
         check_targets(self.densities)
+        if any(self.densities[0] > p for p in self.source_densities):
+            raise ValueError(f"the densest target {self.densities[0]} must not exceed a source density "
+                             f"{self.source_densities}")
         for p in self.train_densities:
             check_density(p, "train density")
             if p not in self.densities:

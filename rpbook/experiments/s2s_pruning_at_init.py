@@ -120,8 +120,11 @@ def prune_and_train(config: Any, data: Any, *, rule: str, source_density: float,
     """
     score, scope = METHODS[method]
     model, masking = build_source(config, data, rule, source_density, seed)
+    if device is not None:
+        model.to(device)  # score on the training device (SNIP/GraSP/SynFlow of a VGG-16 are slow on a CPU)
     batch = (data.x_train[:config.score_batch], data.y_train[:config.score_batch])
     masks = prune_at_init(model, score, target, batch=batch, scope=scope, iterations=config.synflow_iterations,
+                          task=getattr(data, "task", "classification"),
                           seed=seed, warn=False)
     for name, mask in masks.items():
         masking.set_mask(name, mask)
