@@ -138,3 +138,28 @@ def test_other_full_presets_run_on_tiny_cifar(name, shrink, tiny_cifar, watch_tr
     for row in rec["result"]["runs"]:
         assert 0.0 <= row["test_acc"] <= 1.0 and math.isfinite(row["test_loss"])
     assert all(not on for _, on in watch_training["autocast"]) and watch_training["augment"] >= 1
+
+
+@pytest.mark.parametrize("name, shrink", [
+    ("s2s_imp", {"include_dense": False, "source_rules": ("balanced",), "source_densities": (0.5,),
+                 "targets": (0.4,)}),
+    ("s2s_pruning_at_init", {"include_dense": False, "source_densities": (0.5,), "methods": ("snip", "synflow"),
+                             "targets": (0.1,), "synflow_iterations": 2, "score_batch": 8}),
+    ("layer_collapse", {"include_dense": False, "methods": ("magnitude", "synflow-oneshot"),
+                        "densities": (0.05, 0.005), "train_densities": (0.005,), "score_batch": 8}),
+])
+def test_chapter7_full_presets_run_vgg16_on_tiny_cifar(name, shrink, tiny_cifar, watch_training, tmp_path):
+    full = get_experiment(name).config("full")
+    assert full.model == "vgg16" and full.dataset == "cifar10"
+    config = dataclasses.replace(full, n_train=8, seeds=(0,), train=dataclasses.replace(full.train, epochs=1),
+                                 **shrink)
+    rec = run_experiment(name, "full", config=config, store=ResultStore(tmp_path), progress=False, device="cpu")
+    runs = rec["result"]["runs"]
+    assert runs
+    for row in runs:
+        if row.get("test_acc") is not None:
+            assert 0.0 <= row["test_acc"] <= 1.0
+        # VGG-16 is a chain (convs, then the classifier on the flattened channels): paths can be followed
+        if "paths" in row:
+            assert row["paths"] is not None and row["collapsed"] in (True, False)
+    assert all(not on for _, on in watch_training["autocast"]) and watch_training["augment"] >= 1
