@@ -105,8 +105,12 @@ def test_first_code_cell_installs_on_colab_picks_profile_and_prints_device(path)
     url = CONFIG["repository"]["url"]
     src = cell.source
     assert 'if "google.colab" in sys.modules:' in src
-    assert re.search(r'^\s+%pip install -q "rpbook @ git\+' + re.escape(url) + r'"\s*$', src, re.M), (
-        f"{path.name}: the Colab install cell must use the repository URL of _config.yml ({url})")
+    # Colab gets the repository itself, not only the package: the stored results live in book/_results,
+    # and without them every experiment would run from scratch.
+    assert re.search(r'^\s+!git clone -q --depth 1 ' + re.escape(url) + r' /content/rpbook\s*$', src, re.M), (
+        f"{path.name}: the Colab install cell must clone the repository URL of _config.yml ({url})")
+    assert re.search(r'^\s+%pip install -q /content/rpbook\s*$', src, re.M)
+    assert 'os.environ.setdefault("RPBOOK_RESULTS", "/content/rpbook/book/_results")' in src
     assert "RPBOOK_PROFILE" in src and "get_profile()" in src
     assert "print(describe_runtime())" in src
     tags = set(cell.metadata.get("tags", []))
