@@ -163,3 +163,21 @@ def test_chapter7_full_presets_run_vgg16_on_tiny_cifar(name, shrink, tiny_cifar,
         if "paths" in row:
             assert row["paths"] is not None and row["collapsed"] in (True, False)
     assert all(not on for _, on in watch_training["autocast"]) and watch_training["augment"] >= 1
+
+
+@pytest.mark.parametrize("name, shrink", [
+    ("edge_popup_width", {"widths": (0.25,), "densities": (0.5,), "weight_inits": ("signed_constant",)}),
+    ("edge_popup_er_source", {"widths": (0.25,), "source_densities": (0.5,), "target_densities": (0.2,)}),
+])
+def test_chapter6_full_presets_run_on_tiny_cifar(name, shrink, tiny_cifar, watch_training, tmp_path):
+    full = get_experiment(name).config("full")
+    assert full.dataset == "cifar10" and full.model in ("convnet", "resnet20")
+    one_epoch = {k: dataclasses.replace(getattr(full, k), epochs=1, batch_size=8)
+                 for k in ("train", "dense_train") if hasattr(full, k)}
+    config = dataclasses.replace(full, n_train=8, seeds=(0,), **one_epoch, **shrink)
+    rec = run_experiment(name, "full", config=config, store=ResultStore(tmp_path), progress=False, device="cpu")
+    rows = rec["result"]["rows"]
+    assert rows and all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
+    if name == "edge_popup_er_source":  # the search stayed inside the source and never moved a weight
+        assert all(r["inside_source"] and r["weights_unchanged"] and r["exact_counts"] for r in rows)
+    assert all(not on for _, on in watch_training["autocast"])
