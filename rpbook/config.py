@@ -93,13 +93,19 @@ def check_seed(seed: object) -> int:
 
 
 def check_seeds(seeds: object) -> tuple[int, ...]:
-    """Return a non-empty sequence of seeds as a tuple of ints, or raise ``ValueError`` naming the bad one."""
+    """Return a non-empty sequence of distinct seeds as a tuple of ints, or raise ``ValueError`` naming the bad one.
+
+    A repeated seed would count one run twice in a mean and its spread.
+    """
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
         raise ValueError(f"seeds must be a sequence of non-negative integers, got {seeds!r}")
-    seeds = tuple(seeds)
-    if not seeds:
+    given = tuple(seeds)
+    if not given:
         raise ValueError("seeds must name at least one seed")
-    return tuple(check_seed(s) for s in seeds)
+    out = tuple(check_seed(s) for s in given)
+    if len(set(out)) != len(out):
+        raise ValueError(f"seeds must be distinct, got {given!r}")
+    return out
 
 
 def progress_enabled(progress: bool = True) -> bool:

@@ -20,3 +20,8 @@ def test_check_seeds_returns_ints():
 def test_check_seeds_names_the_bad_value(bad, message):
     with pytest.raises(ValueError, match=message):
         check_seeds(bad)
+
+
+def test_repeated_seeds_are_refused():
+    with pytest.raises(ValueError, match="distinct"):
+        check_seeds((0, 1, 0))

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 import torch
 
 from ..config import check_seed
+from ..config import check_seeds as check_distinct_seeds
 from ..data import DATASET_NAMES, load_dataset
 from ..init import check_init
 from ..masks import check_density, check_rule, maskable_layers
@@ -70,13 +71,10 @@ def check_common(config: Any) -> None:
 
 
 def check_seeds(seeds: object) -> tuple[int, ...]:
-    """A non-empty tuple of distinct non-negative seeds, or ``ValueError``."""
+    """A non-empty tuple of distinct non-negative seeds, or ``ValueError`` (a config field must be a tuple)."""
     if not isinstance(seeds, tuple) or not seeds:
         raise ValueError(f"seeds must be a non-empty tuple of non-negative integers, got {seeds!r}")
-    out = tuple(check_seed(s) for s in seeds)
-    if len(set(out)) != len(out):
-        raise ValueError(f"seeds must be distinct, got {seeds!r}")
-    return out
+    return check_distinct_seeds(seeds)
 
 
 def check_model(model: object) -> str:
