@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from typing import Sequence
 
@@ -129,6 +130,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     device = choose_device(args.device)
     if args.resume and args.checkpoint_dir is None:
         raise UsageError("--resume needs --checkpoint-dir")
+    if args.output:  # checked before training, not after minutes of it
+        out = os.path.abspath(args.output)
+        if os.path.isdir(out):
+            raise UsageError(f"--output {args.output!r} is a folder; give a file name such as run.json")
+        if not os.path.isdir(os.path.dirname(out)):
+            raise UsageError(f"--output {args.output!r}: the folder {os.path.dirname(out)!r} does not exist")
     report = train_sparse(run, device=device, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                           progress=not args.no_progress)
     print(f"model {run.model} (width {run.width:g}) on {run.dataset}, rule {run.rule}, device {device}")
@@ -217,8 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return {"train": _cmd_train, "run": _cmd_run, "list": _cmd_list}[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"rpbook: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. --output names a folder or an unwritable place
+        print(f"rpbook: error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rpbook: interrupted; finished units and checkpoints are kept", file=sys.stderr)

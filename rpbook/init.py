@@ -10,6 +10,7 @@ import math
 import torch
 from torch import nn
 
+from .config import check_seed
 from .masks import maskable_layers
 
 INIT_METHODS: tuple[str, ...] = ("dense", "layer-scaled", "unit-scaled")
@@ -63,7 +64,7 @@ def initialize_(
     if generator is None:
         if seed is None:
             raise ValueError("pass a seed or a torch.Generator so that the initialisation is reproducible")
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(check_seed(seed))
     for _, module in maskable_layers(model):
         weight = module.weight
         mask = getattr(module, "weight_mask", None)

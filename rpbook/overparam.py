@@ -207,13 +207,23 @@ def required_width_for_network(
     p = check_density(density)
     delta = _check_delta(delta)
     _widths(widths)
-    if not dense_first and p < 1.0 and construction_probability(widths, p, 1, dense_first=False) < 1 - delta:
+    if p == 1.0:
+        return 1
+    if not dense_first:
+        # A masked first layer gives each (unit, input) pair a single candidate link, so its factor
+        # p^(k n1 n0) falls with k while the later layers' factors rise: scan k up until that factor
+        # alone is below 1 - delta; past it no width can work.
+        ws = [int(w) for w in widths]
+        first_pairs = ws[0] * ws[1]
+        for k in range(1, k_max + 1):
+            if k * first_pairs * math.log(p) < math.log(1 - delta):
+                break
+            if construction_probability(widths, p, k, dense_first=False) >= 1 - delta:
+                return k
         raise ValueError(
             f"with a masked first layer the inputs are not replicated: each first-layer link is a single "
             f"candidate, so no width reaches 1 - delta = {1 - delta} at density {p}; use dense_first=True"
         )
-    if p == 1.0:
-        return 1
     # bracket with doubling, then bisect between the last failure and the first success
     k, prev = 1, 0
     while construction_probability(widths, p, k, dense_first=dense_first) < 1 - delta:

@@ -127,6 +127,12 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
         raise
 
 
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1)
+
+
 def default_results_dir() -> Path:
     """``$RPBOOK_RESULTS``, else the book's ``_results`` folder seen from here, else the repository's.
 
@@ -232,6 +238,8 @@ class ResultStore:
                         entry = json.loads(line)
                     except json.JSONDecodeError:  # a line cut short by a crash
                         continue
+                    if entry.get("version", __version__) != __version__:
+                        continue  # made by another rpbook version: run that unit again
                     done[entry["key"]] = entry["value"]
         return done
 
@@ -239,7 +247,10 @@ class ResultStore:
         """Record one finished unit; a crash can at worst lose the unit being written."""
         path = self.partial_path(experiment, config)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # a crash mid-line leaves no newline: start a fresh line, or this unit would be glued to it
+        torn = path.exists() and path.stat().st_size > 0 and _last_byte(path) != b"\n"
         with open(path, "a") as fh:
-            fh.write(json.dumps({"key": key, "value": to_jsonable(value)}, sort_keys=True) + "\n")
+            entry = {"key": key, "value": to_jsonable(value), "version": __version__}
+            fh.write(("\n" if torn else "") + json.dumps(entry, sort_keys=True) + "\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import check_seed
 from .masks import Masking, check_density, maskable_layers
 from .train import TrainConfig
 
@@ -190,7 +191,7 @@ def random_numbers(n: int, *, seed: int, distribution: str = "uniform", size: in
     n = _check_positive_int(n, "n", minimum=0)
     if distribution not in NUMBER_DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {distribution!r}; allowed: {', '.join(NUMBER_DISTRIBUTIONS)}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed))
     shape = (n,) if size is None else (_check_positive_int(size, "size"), n)
     x = rng.uniform(-1.0, 1.0, size=shape)
     if distribution == "product":
@@ -311,6 +312,16 @@ def _target_layers(target: nn.Module) -> list[nn.Linear]:
         if module is target or isinstance(module, (nn.Linear, nn.ReLU, nn.Flatten, nn.Sequential)):
             continue
         raise ValueError(f"the target may contain only Flatten, Linear and ReLU layers; {name!r} is a {type(module).__name__}")
+    # The construction rebuilds the target as Linear (ReLU Linear)*: a ReLU missing between two layers,
+    # or one after the last, would make it (and its error bound) describe a different function.
+    leaves = [m for m in target.modules() if not list(m.children())]
+    kinds = "".join("L" if isinstance(m, nn.Linear) else "R" for m in leaves if not isinstance(m, nn.Flatten))
+    expected = "L" + "RL" * (len(out) - 1)
+    if not isinstance(target, nn.Sequential) or kinds != expected or any(
+            isinstance(m, nn.Flatten) for m in leaves[1:]):
+        found = " ".join({"L": "Linear", "R": "ReLU"}[k] for k in kinds)
+        raise ValueError(f"the target must be an nn.Sequential of [Flatten] Linear (ReLU Linear)*, with no ReLU "
+                         f"after the last layer; found: {found}")
     return out
 
 
@@ -477,7 +488,7 @@ def subset_sum_ticket(target: nn.Module, n: int, *, seed: int) -> SubsetSumTicke
     """
     n = _check_positive_int(n, "n (hidden units per input)", minimum=2)
     layers = _target_layers(target)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     modules: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
     masks: dict[str, torch.Tensor] = {}
     plus: list[torch.Tensor] = []
@@ -551,7 +562,7 @@ def sphere_inputs(dim: int, count: int, *, seed: int) -> torch.Tensor:
     """
     dim = _check_positive_int(dim, "dim")
     count = _check_positive_int(count, "count")
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     x = torch.randn(count, dim, generator=gen, dtype=torch.float64)
     return x / x.norm(dim=1, keepdim=True)
 
@@ -737,10 +748,23 @@ def to_edge_popup(
     unknown = sorted(set(source_masks) - names)
     if unknown:
         raise ValueError(f"source_masks name layers the model does not have: {', '.join(unknown)}; layers: {', '.join(sorted(names))}")
-    gen = torch.Generator().manual_seed(int(seed))
+    # Every layer is checked before any is replaced: a failure must not leave a half-converted model.
     for name, layer in layers:
         if isinstance(layer, _EdgePopupMixin):
             raise ValueError(f"layer {name!r} is already an edge-popup layer")
+        src = source_masks.get(name)
+        if src is None:
+            continue
+        if tuple(src.shape) != tuple(layer.weight.shape):
+            raise ValueError(f"source mask of layer {name!r} has shape {tuple(src.shape)}, the weight "
+                             f"{tuple(layer.weight.shape)}")
+        k, allowed = kept_count(layer.weight.numel(), density), int(src.bool().sum())
+        if k > allowed:
+            raise ValueError(f"layer {name!r}: density {density:g} keeps {k} edges but the source mask allows only "
+                             f"{allowed} (source density {allowed / layer.weight.numel():.4g}); the target density "
+                             f"must not exceed any layer's source density")
+    gen = torch.Generator().manual_seed(check_seed(seed))
+    for name, layer in layers:
         src = source_masks.get(name)
         if isinstance(layer, nn.Linear):
             new: nn.Module = EdgePopupLinear(layer.in_features, layer.out_features, layer.bias is not None, density,

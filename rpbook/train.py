@@ -75,6 +75,8 @@ class TrainConfig:
         _check_number("batch_size", self.batch_size, low=1, integer=True)
         _check_number("lr", self.lr, low=0, strict=True)
         _check_number("momentum", self.momentum, low=0)
+        if not self.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         _check_number("weight_decay", self.weight_decay, low=0)
         _check_number("gamma", self.gamma, low=0, strict=True)
         _check_number("grad_norm_every", self.grad_norm_every, low=0, integer=True)
@@ -372,7 +374,9 @@ def fit(
         masking.apply_()
         masking.watch(optimizer)
     use_amp = bool(config.amp) and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda") if use_amp else None
+    # torch.amp.GradScaler is torch >= 2.3; Colab images with an older torch have only the CUDA one
+    scaler = (torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()) \
+        if use_amp else None
     history = History()
     state = TrainState(model=model, optimizer=optimizer, config=config, data=data, device=dev, masking=masking,
                        history=history, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.epochs)
@@ -401,7 +405,7 @@ def fit(
         cb.on_train_begin(state)
     bar = _progress_bar(config.epochs, progress, desc)
     bar.update(start_epoch)
-    started = time.perf_counter()
+    started, wall_before = time.perf_counter(), history.wall_time  # a resumed run keeps its earlier time
     model.train()
     for epoch in range(start_epoch, config.epochs):
         state.epoch = epoch
@@ -421,7 +425,7 @@ def fit(
                 out = model(xb)
                 loss = compute_loss(out.float(), yb, task, config.label_smoothing)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss)} at epoch {epoch + 1}, step {state.step}; "
+                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {state.step}; "
                                          f"try a smaller learning rate than {config.lr}")
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -431,7 +435,9 @@ def fit(
             state.batch, state.loss = (xb, yb), loss
             if config.grad_norm_every and state.step % config.grad_norm_every == 0:
                 total, per_layer = masked_gradient_norm(model)
-                history.grad_norms.append({"step": state.step, "epoch": epoch, "total": total, "layers": per_layer})
+                if math.isfinite(total):  # mixed precision: the scaler skips steps whose gradients overflowed
+                    history.grad_norms.append({"step": state.step, "epoch": epoch, "total": total,
+                                               "layers": per_layer})
             for cb in callbacks:
                 cb.on_after_backward(state)
             if scaler is not None:
@@ -455,6 +461,7 @@ def fit(
             cb.on_epoch_end(state)
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("train_loss", "val_acc") and v is not None})
+        history.wall_time = wall_before + time.perf_counter() - started
         if ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs):
             save_atomic({
                 "fingerprint": fingerprint, "epoch": epoch + 1, "step": state.step,
@@ -464,8 +471,12 @@ def fit(
                 "history": history.to_dict(), "callbacks": [cb.state_dict() for cb in callbacks],
             }, ckpt_path)
     bar.close()
-    history.wall_time += time.perf_counter() - started
+    history.wall_time = wall_before + time.perf_counter() - started
     history.test = evaluate(model, data.x_test, data.y_test, task=task)
+    if not math.isfinite(history.test["loss"]):
+        # the last step can still blow the weights up after a finite loss: never report it as a result
+        raise FloatingPointError(f"the test loss is {history.test['loss']} after training: the weights diverged; "
+                                 f"try a smaller learning rate than {config.lr}")
     for cb in callbacks:
         cb.on_train_end(state)
     return history

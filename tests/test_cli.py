@@ -90,3 +90,16 @@ def test_console_script_help_documents_every_option():
                    "--optimizer", "--lr", "--epochs", "--batch-size", "--seed", "--device", "--profile", "--output",
                    "--checkpoint-dir", "--resume"):
         assert option in help_text, option
+
+
+def test_divergence_and_bad_output_exit_2_with_one_line(tmp_path, capsys):
+    from rpbook.cli import main
+
+    base = ["train", "--model", "mlp", "--dataset", "digits", "--density", "0.5", "--no-progress", "--epochs", "2"]
+    assert main(base + ["--lr", "1e6"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rpbook: error:") and "learning rate" in err and "\n" not in err
+    assert main(base + ["--output", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(base + ["--output", str(tmp_path / "missing" / "run.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -280,3 +280,14 @@ def test_width_explorer_live_and_twin():
     assert panel.explorer.k == 4 and panel.explorer.density == 0.2
     html = width_explorer(_fake_result(), static=True, vary="width", density=0.05).data
     assert "<script" in html and html.count("data:image/png") == 3
+
+
+def test_masked_first_layer_scans_past_a_failing_k1():
+    from rpbook.overparam import construction_probability, required_width_for_network
+
+    widths = (1, 1, 10)
+    assert construction_probability(widths, 0.9, 1, dense_first=False) < 0.7
+    assert construction_probability(widths, 0.9, 2, dense_first=False) >= 0.7
+    assert required_width_for_network(widths, 0.9, 0.3, dense_first=False) == 2
+    with pytest.raises(ValueError, match="dense_first=True"):
+        required_width_for_network((16, 8, 1), 0.5, 0.05, dense_first=False)

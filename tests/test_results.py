@@ -142,3 +142,28 @@ def test_config_round_trips_through_json_including_nested_dataclasses():
         from_jsonable(Outer, {"name": "x", "colour": "red"})
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         from_jsonable(Outer, {"train": {"epochs": 0}})
+
+
+def test_run_experiment_refuses_repeated_seeds(tmp_path):
+    import dataclasses
+
+    from rpbook.experiments import get_experiment, run_experiment
+    from rpbook.results import ResultStore
+
+    with pytest.raises(ValueError, match="distinct"):
+        run_experiment("subset_sum_error", "quick", seeds=(0, 0), store=ResultStore(tmp_path), progress=False)
+    config = dataclasses.replace(get_experiment("coverage").config("quick"), seeds=(1, 1))
+    with pytest.raises(ValueError, match="distinct"):
+        run_experiment("coverage", "quick", config=config, store=ResultStore(tmp_path), progress=False)
+
+
+def test_a_torn_partial_line_loses_only_its_own_unit(tmp_path):
+    from rpbook.results import ResultStore
+
+    store = ResultStore(tmp_path)
+    config = {"a": 1}
+    store.append_partial("exp", config, "k1", 1.0)
+    with open(store.partial_path("exp", config), "a") as fh:
+        fh.write('{"key": "k2", "val')  # a crash in the middle of writing unit k2
+    store.append_partial("exp", config, "k3", 3.0)
+    assert store.load_partial("exp", config) == {"k1": 1.0, "k3": 3.0}

@@ -251,3 +251,52 @@ def test_train_edge_popup_reports_its_checks():
                                                    train=TrainConfig(epochs=1, batch_size=50)), data=data)
     assert report["exact_counts"] and report["inside_source"] and report["weights_unchanged"]
     assert report["kept"] == sum(slt.kept_count(r["numel"], 0.1) for r in report["layers"])
+
+
+def test_subset_sum_experiment_draws_targets_apart_from_the_numbers():
+    import numpy as np
+
+    from rpbook.experiments.subset_sum_error import _unit_seed
+    from rpbook.slt import random_numbers
+
+    numbers = random_numbers(10, seed=_unit_seed(0, 10, "uniform"), distribution="uniform", size=1)[0]
+    targets = np.random.default_rng(_unit_seed(0, 10, "uniform", purpose=1)).uniform(-1.0, 1.0, size=10)
+    assert not np.intersect1d(numbers, targets).size
+
+
+def test_construction_refuses_a_target_it_would_rebuild_differently():
+    import torch
+    from torch import nn
+
+    from rpbook.slt import subset_sum_ticket
+
+    torch.manual_seed(0)
+    for bad in (nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU()),
+                nn.Sequential(nn.Linear(4, 3, bias=False), nn.Linear(3, 2, bias=False)),
+                nn.Sequential(nn.Linear(4, 3, bias=False), nn.ReLU(), nn.ReLU(), nn.Linear(3, 2, bias=False))):
+        with pytest.raises(ValueError, match=r"\[Flatten\] Linear \(ReLU Linear\)\*"):
+            subset_sum_ticket(bad, n=8, seed=0)
+
+
+def test_edge_popup_conversion_checks_every_layer_before_changing_any():
+    from rpbook.masks import sample_masks
+    from rpbook.models import build_model
+    from rpbook.slt import edge_popup_layers, to_edge_popup
+
+    model = build_model("mlp", in_shape=(40,), num_classes=10, hidden=(64, 64))
+    source = sample_masks(model, 0.3, "pyramidal", seed=0)  # the last layers are far below 0.3
+    with pytest.raises(ValueError, match="must not exceed any layer's source density"):
+        to_edge_popup(model, 0.25, source_masks=source, seed=0)
+    assert edge_popup_layers(model) == []  # nothing was converted
+    with pytest.raises(ValueError, match="seed"):
+        to_edge_popup(model, 0.1, seed=2.9)
+
+
+def test_initialisation_refuses_a_fractional_or_negative_seed():
+    from rpbook.init import initialize_
+    from rpbook.models import build_model
+
+    model = build_model("mlp", in_shape=(40,), num_classes=10, hidden=(8,))
+    for bad in (2.9, -1):
+        with pytest.raises(ValueError, match="seed"):
+            initialize_(model, "dense", seed=bad)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..config import check_seed, choose_device, get_profile, progress_enabled
+from ..config import check_seeds, choose_device, get_profile, progress_enabled
 from ..results import ResultStore, provenance, to_jsonable
 
 
@@ -136,10 +136,9 @@ def run_experiment(
     if config is None:
         config = exp.config(profile)
     if seeds is not None:
-        seeds = tuple(check_seed(s) for s in seeds)
-        if not seeds:
-            raise ValueError("seeds must name at least one seed")
-        config = dataclasses.replace(config, seeds=seeds)
+        config = dataclasses.replace(config, seeds=check_seeds(seeds))
+    if hasattr(config, "seeds"):  # every experiment: a repeated seed would count one run twice
+        check_seeds(config.seeds)
     store = store or ResultStore()
     if not force and store.has(name, config):
         return store.load(name, config)

@@ -50,9 +50,11 @@ def presets(profile: str) -> SubsetSumErrorConfig:
     return SubsetSumErrorConfig()
 
 
-def _unit_seed(seed: int, n: int, distribution: str) -> int:
-    # Independent streams per (seed, n, distribution), stable across runs and machines.
-    return int(np.random.SeedSequence([seed, n, NUMBER_DISTRIBUTIONS.index(distribution)]).generate_state(1)[0])
+def _unit_seed(seed: int, n: int, distribution: str, purpose: int = 0) -> int:
+    # Independent streams per (seed, n, distribution) and per purpose (0: the numbers, 1: the targets),
+    # stable across runs and machines. One shared stream would make the first targets equal the numbers.
+    key = [seed, n, NUMBER_DISTRIBUTIONS.index(distribution)] + ([purpose] if purpose else [])
+    return int(np.random.SeedSequence(key).generate_state(1)[0])
 
 
 def run(config: SubsetSumErrorConfig, ctx: RunContext) -> dict:
@@ -60,7 +62,7 @@ def run(config: SubsetSumErrorConfig, ctx: RunContext) -> dict:
 
     def one(unit: dict) -> dict:
         stream = _unit_seed(unit["seed"], unit["n"], unit["distribution"])
-        rng = np.random.default_rng(stream)
+        rng = np.random.default_rng(_unit_seed(unit["seed"], unit["n"], unit["distribution"], purpose=1))
         pools = random_numbers(unit["n"], seed=stream, distribution=unit["distribution"], size=config.sets)
         errors, worst, drawn = [], [], []
         for pool in pools:
