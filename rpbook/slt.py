@@ -76,6 +76,11 @@ def _meet_in_the_middle(values: torch.Tensor, targets: torch.Tensor, chunk: int 
     batch, m = values.shape
     n_targets = targets.shape[1]
     m_a = m // 2
+    rows_per_piece = max(1, chunk // (1 << m_a))
+    if batch > rows_per_piece:  # bound memory in the batch too: rows are independent instances
+        pieces = [_meet_in_the_middle(values[i:i + rows_per_piece], targets[i:i + rows_per_piece], chunk)
+                  for i in range(0, batch, rows_per_piece)]
+        return torch.cat([p[0] for p in pieces]), torch.cat([p[1] for p in pieces])
     bits_a, bits_b = _subset_bits(m_a), _subset_bits(m - m_a)
     sums_a = values[:, :m_a] @ bits_a.T                      # (B, Na)
     sums_b, order_b = torch.sort(values[:, m_a:] @ bits_b.T, dim=1)  # (B, Nb)

@@ -300,3 +300,16 @@ def test_initialisation_refuses_a_fractional_or_negative_seed():
     for bad in (2.9, -1):
         with pytest.raises(ValueError, match="seed"):
             initialize_(model, "dense", seed=bad)
+
+
+def test_meet_in_the_middle_gives_the_same_answer_in_pieces():
+    import torch
+
+    from rpbook.slt import _meet_in_the_middle
+
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(7, 12, generator=g, dtype=torch.float64) * 2 - 1
+    targets = torch.rand(7, 5, generator=g, dtype=torch.float64) * 2 - 1
+    whole = _meet_in_the_middle(values, targets)
+    pieces = _meet_in_the_middle(values, targets, chunk=64 * 2)  # 2 rows of 64 A-sums per piece
+    assert torch.equal(whole[0], pieces[0]) and torch.equal(whole[1], pieces[1])
