@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from matplotlib.animation import FuncAnimation
@@ -62,6 +62,58 @@ def offline_jshtml(anim: FuncAnimation, *, dpi: float | None = None) -> str:
         return _PLAYER_GLYPHS.get(match.group(1), "\u00b7")
 
     return re.sub(r'<i class="fa fa-([\w -]+?)"></i>', glyph, html)
+
+
+def figure_png(figure: Figure) -> bytes:
+    """``figure`` as PNG bytes: what every live explorer shows after a slider moves (chapters 2–7)."""
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def frames_twin(figure: Figure, draw_frame: Callable[[int], object], n_frames: int, *, interval_ms: int = 800,
+                dpi: float | None = None):
+    """The HTML twin of an explorer: ``draw_frame(i)`` for ``i < n_frames`` behind a JavaScript slider.
+
+    Every explorer of chapters 2–7 builds its static version with this, so the
+    HTML reader drags through the same frames the live sliders would show.
+    Returns an ``IPython.display.HTML``.
+    """
+    from IPython.display import HTML
+
+    if n_frames < 1:
+        raise ValueError(f"need at least one frame, got {n_frames}")
+    draw_frame(0)
+
+    def frame(i: int) -> list:
+        draw_frame(i)
+        return []
+
+    anim = FuncAnimation(figure, frame, frames=n_frames, interval=interval_ms, repeat=False)
+    return HTML(offline_jshtml(anim, dpi=dpi))
+
+
+def live_panel(figure: Figure, update: Callable[..., Any], controls: dict, *,
+               after: Callable[[Any], None] | None = None, explorer: Any = None):
+    """The live version of an explorer: ``ipywidgets.interactive`` over ``controls`` (chapters 2–7).
+
+    Every move of a control calls ``update(**values)``, which redraws
+    ``figure``, and shows the figure; ``after`` gets what ``update`` returned
+    (e.g. to print statistics). ``explorer`` is kept as the panel's attribute
+    of that name, so code and tests can drive it.
+    """
+    import ipywidgets as widgets
+    from IPython.display import Image, display
+
+    def show(**state) -> None:
+        out = update(**state)
+        display(Image(data=figure_png(figure)))
+        if after is not None:
+            after(out)
+
+    panel = widgets.interactive(show, **controls)
+    panel.explorer = explorer
+    return panel
 
 
 @dataclass(frozen=True)
@@ -110,7 +162,7 @@ class GraphExplorer:
         self.max_units = _check_width_units(max_units)
         self.seed = int(seed)
         # Fixed axes rectangles instead of a layout engine: a redraw must stay fast.
-        self.figure = _fixed_layout_figure(figsize, dpi)
+        self.figure = fixed_layout_figure(figsize, dpi)
         self._models: dict[int, MLP] = {}
         self.state: ExplorerState | None = None
         self.topology: NetworkTopology | None = None
@@ -175,9 +227,7 @@ class GraphExplorer:
 
     def render_png(self) -> bytes:
         """The current figure as PNG bytes."""
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png")
-        return buf.getvalue()
+        return figure_png(self.figure)
 
     # -- views
     def live(self, *, density: float = 0.1, width: int = 128, rule: str = "erk",
@@ -189,7 +239,6 @@ class GraphExplorer:
         ``explorer`` is this object.
         """
         import ipywidgets as widgets
-        from IPython.display import Image, display
 
         densities = sorted({check_density(d) for d in (*densities, density)})
         widths = sorted({_check_width_units(w) for w in (*widths, width)})
@@ -203,14 +252,8 @@ class GraphExplorer:
                                      description="rule", style=style),
         }
 
-        def show(density: float, width: int, rule: str) -> None:
-            topo = self.update(density, width, rule)
-            display(Image(data=self.render_png()))
-            print(topo.summary())
-
-        panel = widgets.interactive(show, **controls)
-        panel.explorer = self
-        return panel
+        return live_panel(self.figure, self.update, controls, after=lambda topo: print(topo.summary()),
+                          explorer=self)
 
     def html_twin(self, *, vary: str = "density", density: float = 0.1, width: int = 64, rule: str = "erk",
                   densities: Sequence[float] = DENSITIES, widths: Sequence[int] = WIDTHS, interval_ms: int = 700):
@@ -220,8 +263,6 @@ class GraphExplorer:
         ``vary="width"`` moves through ``widths`` at a fixed ``density``.
         Returns an ``IPython.display.HTML`` (``Animation.to_jshtml``, frames inline).
         """
-        from IPython.display import HTML
-
         if vary not in VARY_CHOICES:
             raise ValueError(f"vary must be one of {', '.join(VARY_CHOICES)}, got {vary!r}")
         if vary == "density":
@@ -231,14 +272,9 @@ class GraphExplorer:
         if not states:
             raise ValueError(f"need at least one {vary} for the frames")
         rule = check_rule(rule)
-        self.update(*states[0], rule)
-
-        def frame(i: int) -> list:
-            self.update(*states[i], rule)
-            return []
-
-        anim = FuncAnimation(self.figure, frame, frames=len(states), interval=interval_ms, repeat=False)
-        return HTML(offline_jshtml(anim, dpi=self.figure.dpi))  # frames at the figure's own (small) dpi
+        # frames at the figure's own (small) dpi
+        return frames_twin(self.figure, lambda i: self.update(*states[i], rule), len(states),
+                           interval_ms=interval_ms, dpi=self.figure.dpi)
 
 
 def graph_explorer(*, static: bool = False, vary: str = "density", density: float = 0.1, width: int | None = None,
@@ -263,7 +299,8 @@ def graph_explorer(*, static: bool = False, vary: str = "density", density: floa
                          densities=densities, widths=widths)
 
 
-__all__ = ["DENSITIES", "WIDTHS", "ExplorerState", "GraphExplorer", "graph_explorer", "offline_jshtml"]
+__all__ = ["DENSITIES", "WIDTHS", "ExplorerState", "GraphExplorer", "graph_explorer", "offline_jshtml", "figure_png",
+           "frames_twin", "live_panel", "fixed_layout_figure"]
 
 
 # ----------------------------------------------------------------------------- chapter 4
@@ -296,10 +333,7 @@ class WidthExplorer:
         self.teacher_widths = tuple(int(n) for n in result["teacher_widths"])
         self.k_star = k_star
         self.fit_c = fit_c
-        self.figure = _fixed_layout_figure(figsize, dpi)
-        # fixed axes rectangles: no layout engine, whatever the book style says
-        self.figure.set_layout_engine("none")
-        FigureCanvasAgg(self.figure)
+        self.figure = fixed_layout_figure(figsize, dpi)  # fixed axes rectangles, whatever the book style says
         self.density: float | None = None
         self.k: int | None = None
 
@@ -369,14 +403,11 @@ class WidthExplorer:
 
     def render_png(self) -> bytes:
         """The current figure as PNG bytes."""
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png")
-        return buf.getvalue()
+        return figure_png(self.figure)
 
     def live(self, *, density: float | None = None, k: int | None = None):
         """Density and width sliders (``ipywidgets.interactive``) for Jupyter/Colab."""
         import ipywidgets as widgets
-        from IPython.display import Image, display
 
         densities = [float(p) for p in self.grid.densities]
         ks = [int(x) for x in self.grid.width_factors]
@@ -390,19 +421,11 @@ class WidthExplorer:
                                          continuous_update=False, style=style),
         }
 
-        def show(density: float, k: int) -> None:
-            self.update(density, k)
-            display(Image(data=self.render_png()))
-
-        panel = widgets.interactive(show, **controls)
-        panel.explorer = self
-        return panel
+        return live_panel(self.figure, self.update, controls, explorer=self)
 
     def html_twin(self, *, vary: str = "density", density: float | None = None, k: int | None = None,
                   interval_ms: int = 800):
         """Frames over the stored densities (at width ``k``) or widths (at ``density``), as a JavaScript slider."""
-        from IPython.display import HTML
-
         if vary not in VARY_CHOICES:
             raise ValueError(f"vary must be one of {', '.join(VARY_CHOICES)}, got {vary!r}")
         densities = [float(p) for p in self.grid.densities]
@@ -413,14 +436,7 @@ class WidthExplorer:
         else:
             density = densities[len(densities) // 2] if density is None else density
             cells = [self._check(density, x) for x in ks]
-        self.update(*cells[0])
-
-        def frame(i: int) -> list:
-            self.update(*cells[i])
-            return []
-
-        anim = FuncAnimation(self.figure, frame, frames=len(cells), interval=interval_ms, repeat=False)
-        return HTML(offline_jshtml(anim))
+        return frames_twin(self.figure, lambda i: self.update(*cells[i]), len(cells), interval_ms=interval_ms)
 
 
 def width_explorer(result: dict, *, static: bool = False, vary: str = "density", density: float | None = None,
@@ -444,13 +460,6 @@ __all__ += ["WidthExplorer", "width_explorer"]
 
 #: Choices of the init dropdown of :func:`init_signal_explorer`; "all" overlays the three.
 INIT_CHOICES: tuple[str, ...] = ("all", "dense", "layer-scaled", "unit-scaled")
-
-
-def _no_layout_engine():
-    """``savefig`` restores a figure's layout engine from the rc defaults; keep those off (fixed axes)."""
-    import matplotlib as mpl
-
-    return mpl.rc_context({"figure.constrained_layout.use": False, "figure.autolayout": False})
 
 
 def draw_init_signal(figure: Figure, result: dict, density: float, init: str = "all") -> Figure:
@@ -498,40 +507,23 @@ def init_signal_explorer(result: dict, *, static: bool = False, density: float =
     ipywidgets.interactive or IPython.display.HTML
     """
     densities = sorted({e["density"] for e in result["summary"]}, reverse=True)
-    figure = _fixed_layout_figure(figsize, dpi)
-    FigureCanvasAgg(figure)
+
+    def draw(figure: Figure, density: float, init: str) -> None:
+        draw_init_signal(figure, result, density, init)
+
     if static:
-        from IPython.display import HTML
-
-        draw_init_signal(figure, result, densities[0], init)
-
-        def frame(i: int) -> list:
-            draw_init_signal(figure, result, densities[i], init)
-            return []
-
-        anim = FuncAnimation(figure, frame, frames=len(densities), interval=800, repeat=False)
-        with _no_layout_engine():
-            return HTML(offline_jshtml(anim))
-
+        return _stored_sweep_view(draw, [{"density": d, "init": init} for d in densities], None, figsize, dpi)
     import ipywidgets as widgets
-    from IPython.display import Image, display
 
     style = {"description_width": "initial"}
     start = min(densities, key=lambda d: abs(d - density))
+    controls = {
+        "density": widgets.SelectionSlider(options=[(f"{d:g}", d) for d in densities], value=start,
+                                           description="density p", continuous_update=False, style=style),
+        "init": widgets.Dropdown(options=list(INIT_CHOICES), value=init, description="init", style=style),
+    }
+    return _stored_sweep_view(draw, [], controls, figsize, dpi)
 
-    def show(density: float, init: str) -> None:
-        draw_init_signal(figure, result, density, init)
-        buf = io.BytesIO()
-        with _no_layout_engine():
-            figure.savefig(buf, format="png")
-        display(Image(data=buf.getvalue()))
-
-    return widgets.interactive(
-        show,
-        density=widgets.SelectionSlider(options=[(f"{d:g}", d) for d in densities], value=start,
-                                        description="density p", continuous_update=False, style=style),
-        init=widgets.Dropdown(options=list(INIT_CHOICES), value=init, description="init", style=style),
-    )
 
 __all__ += ["INIT_CHOICES", "draw_init_signal", "init_signal_explorer"]
 
@@ -557,8 +549,8 @@ def draw_rule_density(figure: Figure, result: dict, density: float, rule: str | 
     Left: test accuracy against density per rule (``rule`` bold, the others
     faint; ``None`` shows all alike), each seed at ``density`` as a dot. Right:
     the density each rule gives each layer at ``density``, on a log scale.
-    Create ``figure`` with ``layout="none"``: the axes have fixed places, so
-    the frames of the HTML twin line up.
+    The axes have fixed places, so the frames of the HTML twin line up; the
+    explorers draw on a fixed-layout figure (``fixed_layout_figure``).
     """
     from .experiments import rule_density_sweep as rds
     from .plots import RULE_COLORS, plot_accuracy_vs_density
@@ -570,9 +562,6 @@ def draw_rule_density(figure: Figure, result: dict, density: float, rule: str | 
     shown = [rule] if rule else rules
     top = max(s["test_acc"]["max"] for s in result["summary"])
     figure.clear()
-    # savefig restores a figure without layout engine to the rc default (constrained in the book
-    # style), which would move the fixed axes between frames: pin "none" at every draw.
-    figure.set_layout_engine("none")
     with book_style():
         ax = figure.add_axes((0.08, 0.15, 0.5, 0.74))
         plot_accuracy_vs_density(result, ax, highlight=rule, mark_density=density)
@@ -606,7 +595,7 @@ def draw_width_gap(figure: Figure, result: dict, width: float, density: float) -
     Left: test accuracy against hidden units for the dense network, the random
     sparse one at ``density`` and the dense one with as many weights, ``width``
     marked. Right: every seed at that width and the gap (dense − sparse).
-    Create ``figure`` with ``layout="none"``.
+    The axes have fixed places.
     """
     from .experiments import width_sweep as ws
     from .plots import ARM_COLORS, plot_width_sweep
@@ -618,9 +607,6 @@ def draw_width_gap(figure: Figure, result: dict, width: float, density: float) -
     units = {float(k): v[0] for k, v in result["hidden_units"].items()}
     top = max(s["test_acc"]["max"] for s in result["summary"])
     figure.clear()
-    # savefig restores a figure without layout engine to the rc default (constrained in the book
-    # style), which would move the fixed axes between frames: pin "none" at every draw.
-    figure.set_layout_engine("none")
     with book_style():
         ax = figure.add_axes((0.08, 0.15, 0.52, 0.74))
         plot_width_sweep(result, density, ax, mark_width=width)
@@ -642,31 +628,14 @@ def draw_width_gap(figure: Figure, result: dict, width: float, density: float) -
 
 
 def _stored_sweep_view(draw, states: Sequence[dict], controls: dict | None, figsize: tuple[float, float], dpi: int):
-    """Live ``interactive`` over ``controls``, or (``controls=None``) the HTML twin over ``states``."""
-    figure = _fixed_layout_figure(figsize, dpi)
-    FigureCanvasAgg(figure)
+    """Live ``interactive`` over ``controls``, or (``controls=None``) the HTML twin over ``states``.
+
+    ``draw(figure, **state)`` draws one state of a stored result; nothing is computed here.
+    """
+    figure = fixed_layout_figure(figsize, dpi)
     if controls is None:
-        from IPython.display import HTML
-
-        draw(figure, **states[0])
-
-        def frame(i: int) -> list:
-            draw(figure, **states[i])
-            return []
-
-        anim = FuncAnimation(figure, frame, frames=len(states), interval=800, repeat=False)
-        return HTML(offline_jshtml(anim))
-
-    import ipywidgets as widgets
-    from IPython.display import Image, display
-
-    def show(**state) -> None:
-        draw(figure, **state)
-        buf = io.BytesIO()
-        figure.savefig(buf, format="png")
-        display(Image(data=buf.getvalue()))
-
-    return widgets.interactive(show, **controls)
+        return frames_twin(figure, lambda i: draw(figure, **states[i]), len(states))
+    return live_panel(figure, lambda **state: draw(figure, **state), controls)
 
 
 def training_sweep_explorer(result: dict, *, static: bool = False, density: float = 0.1, rule: str = "erk",
@@ -732,8 +701,10 @@ __all__ += ["draw_rule_density", "draw_width_gap", "training_sweep_explorer"]
 SUBSET_SUM_MAX_N = 24
 
 
-def _fixed_layout_figure(figsize: tuple[float, float], dpi: int) -> Figure:
+def fixed_layout_figure(figsize: tuple[float, float], dpi: int) -> Figure:
     """A figure whose axes keep the rectangles they are given, also after ``savefig`` under the book style.
+
+    Every explorer of chapters 2–7 draws on one, so the frames of an HTML twin line up.
 
     (``savefig`` restores a figure without layout engine through
     ``set_layout_engine(None)``, which switches on constrained layout when the
@@ -764,7 +735,7 @@ class SubsetSumExplorer:
             raise ValueError(f"max_n must be an integer in 1..{MAX_EXACT_N}, got {max_n!r}")
         self.max_n = max_n
         self.pool = random_numbers(max_n, seed=seed)
-        self.figure = _fixed_layout_figure(figsize, dpi)
+        self.figure = fixed_layout_figure(figsize, dpi)
 
     def update(self, n: int, target: float) -> dict:
         """Solve the instance of the first ``n`` numbers for ``target`` and redraw; returns the solution."""
@@ -787,14 +758,11 @@ class SubsetSumExplorer:
                 "error": float(sol.errors)}
 
     def render_png(self) -> bytes:
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png")
-        return buf.getvalue()
+        return figure_png(self.figure)
 
     def live(self, *, n: int = 8, target: float = 0.37):
         """``ipywidgets.interactive`` with an n slider and a target slider (Jupyter/Colab)."""
         import ipywidgets as widgets
-        from IPython.display import Image, display
 
         style = {"description_width": "initial"}
         controls = {
@@ -804,27 +772,12 @@ class SubsetSumExplorer:
                                           continuous_update=False, style=style),
         }
 
-        def show(n: int, target: float) -> None:
-            self.update(n, target)
-            display(Image(data=self.render_png()))
-
-        panel = widgets.interactive(show, **controls)
-        panel.explorer = self
-        return panel
+        return live_panel(self.figure, self.update, controls, explorer=self)
 
     def html_twin(self, *, target: float = 0.37, ns: Sequence[int] | None = None, interval_ms: int = 700):
         """One frame per ``n`` at a fixed target, behind a JavaScript slider (static HTML)."""
-        from IPython.display import HTML
-
         ns = list(range(1, self.max_n + 1)) if ns is None else [int(n) for n in ns]
-        self.update(ns[0], target)
-
-        def frame(i: int) -> list:
-            self.update(ns[i], target)
-            return []
-
-        anim = FuncAnimation(self.figure, frame, frames=len(ns), interval=interval_ms, repeat=False)
-        return HTML(offline_jshtml(anim))
+        return frames_twin(self.figure, lambda i: self.update(ns[i], target), len(ns), interval_ms=interval_ms)
 
 
 def subset_sum_explorer(*, static: bool = False, n: int = 8, target: float = 0.37, seed: int = 0,
@@ -853,7 +806,7 @@ class EdgePopupExplorer:
         self.er_rows = er_record["result"]["rows"] if er_record else []
         self.widths = sorted({r["width"] for r in self.rows})
         self.densities = sorted({r["density"] for r in self.rows if r["kind"] == "edge-popup"})
-        self.figure = _fixed_layout_figure(figsize, dpi)
+        self.figure = fixed_layout_figure(figsize, dpi)
 
     def _check(self, width: float, density: float) -> tuple[float, float]:
         if width not in self.widths:
@@ -939,14 +892,11 @@ class EdgePopupExplorer:
         return nums
 
     def render_png(self) -> bytes:
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png")
-        return buf.getvalue()
+        return figure_png(self.figure)
 
     def live(self, *, width: float | None = None, density: float | None = None):
         """Width and kept-fraction sliders (``ipywidgets.interactive``) for Jupyter/Colab."""
         import ipywidgets as widgets
-        from IPython.display import Image, display
 
         from .plots import hidden_units
 
@@ -962,19 +912,11 @@ class EdgePopupExplorer:
                                                description="kept fraction k", continuous_update=False, style=style),
         }
 
-        def show(width: float, density: float) -> None:
-            self.update(width, density)
-            display(Image(data=self.render_png()))
-
-        panel = widgets.interactive(show, **controls)
-        panel.explorer = self
-        return panel
+        return live_panel(self.figure, self.update, controls, explorer=self)
 
     def html_twin(self, *, vary: str = "width", width: float | None = None, density: float | None = None,
                   interval_ms: int = 800):
         """Frames over the stored widths (at ``density``) or kept fractions (at ``width``), as a JavaScript slider."""
-        from IPython.display import HTML
-
         if vary not in ("width", "density"):
             raise ValueError(f"vary must be 'width' or 'density', got {vary!r}")
         if vary == "width":
@@ -983,14 +925,7 @@ class EdgePopupExplorer:
         else:
             width = self.widths[len(self.widths) // 2] if width is None else width
             cells = [self._check(width, p) for p in self.densities]
-        self.update(*cells[0])
-
-        def frame(i: int) -> list:
-            self.update(*cells[i])
-            return []
-
-        anim = FuncAnimation(self.figure, frame, frames=len(cells), interval=interval_ms, repeat=False)
-        return HTML(offline_jshtml(anim))
+        return frames_twin(self.figure, lambda i: self.update(*cells[i]), len(cells), interval_ms=interval_ms)
 
 
 def edge_popup_explorer(width_record: dict, er_record: dict | None = None, *, static: bool = False,
@@ -1033,7 +968,7 @@ def draw_s2s_explorer(figure: Figure, imp_result: dict, pai_result: dict | None 
     Right: the layer densities of the chosen source and of the final masks
     (sparsest target, first seed) from both sources, on a log scale: pruning
     inside a source inherits its layer-wise ratios. ``method`` is ``"imp"`` or
-    a method of the pruning-at-init result. Create ``figure`` with ``layout="none"``.
+    a method of the pruning-at-init result. The axes have fixed places.
     """
     from .experiments import s2s_imp
     from .experiments.s2s_pruning_at_init import pai_curve
@@ -1054,7 +989,6 @@ def draw_s2s_explorer(figure: Figure, imp_result: dict, pai_result: dict | None 
             return pai_curve(pai_result, s, method)
     stored = source in sources
     figure.clear()
-    figure.set_layout_engine("none")
     with book_style():
         ax = figure.add_axes((0.07, 0.15, 0.5, 0.72))
         for s in sources:

@@ -259,15 +259,14 @@ def test_sweep_explorers_draw_stored_points_only(quick_results):
     """Chapter 3's explorers redraw stored sweeps; frames keep their axes in place across savefig calls."""
     import io
 
-    from matplotlib.figure import Figure
 
     from rpbook.plots import use_book_style
-    from rpbook.widgets import draw_rule_density, draw_width_gap, training_sweep_explorer
+    from rpbook.widgets import draw_rule_density, draw_width_gap, fixed_layout_figure, training_sweep_explorer
 
     use_book_style()  # the book's rc turns constrained layout on, which savefig would re-apply between frames
     _, recs = quick_results
     rd, ws = recs["rule_density_sweep"]["result"], recs["width_sweep"]["result"]
-    fig = Figure(figsize=(8, 3), dpi=40, layout="none")
+    fig = fixed_layout_figure((8, 3), dpi=40)  # the figure every explorer draws on
     boxes = []
     for density in (0.1, 0.01, 0.1):
         draw_rule_density(fig, rd, density, "erk")

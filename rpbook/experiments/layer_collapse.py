@@ -15,15 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import check_seed, check_seeds
-from ..data import DATASET_NAMES, load_dataset
-from ..init import check_init
+from ..data import load_dataset
 from ..masks import check_density
-from ..models import MODEL_NAMES
 from ..train import TrainConfig
 from . import Experiment, RunContext
 from ._sparse_sweep import seed_stats, train_preset
-from .s2s_imp import check_sources, check_targets, imp_train_preset, source_label
+from .s2s_imp import check_s2s_config, imp_train_preset, source_label
 from .s2s_pruning_at_init import check_methods, prune_and_train
 
 
@@ -50,26 +47,12 @@ class CollapseConfig:
     train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
 
     def __post_init__(self) -> None:
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; allowed: {', '.join(MODEL_NAMES)}")
-        if self.dataset not in DATASET_NAMES:
-            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
-        check_sources(self.source_rules, self.source_densities)
+        check_s2s_config(self, self.densities, strict=False)
         check_methods(self.methods)
-        check_targets(self.densities)
-        if any(self.densities[0] > p for p in self.source_densities):
-            raise ValueError(f"the densest target {self.densities[0]} must not exceed a source density "
-                             f"{self.source_densities}")
         for p in self.train_densities:
             check_density(p, "train density")
             if p not in self.densities:
                 raise ValueError(f"train density {p!r} is not one of densities {self.densities!r}")
-        check_init(self.init)
-        if self.reinit is not None:
-            check_init(self.reinit)
-        check_seed(self.split_seed)
-        check_seeds(self.seeds)
-
 
 def presets(profile: str) -> CollapseConfig:
     """``quick``: a 32-unit MLP, two methods, two densities, one seed, one epoch.

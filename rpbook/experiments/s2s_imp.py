@@ -74,6 +74,35 @@ def check_targets(targets: object) -> tuple[float, ...]:
     return targets
 
 
+def check_s2s_config(config: Any, targets: tuple[float, ...], *, strict: bool) -> None:
+    """Validate the fields every chapter-7 config shares; ``ValueError`` names the first bad one.
+
+    ``targets`` must lie below every source density (``strict``: IMP prunes at
+    least once) or at most at it (pruning at init may keep the whole source).
+    """
+    if config.model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {config.model!r}; allowed: {', '.join(MODEL_NAMES)}")
+    if config.dataset not in DATASET_NAMES:
+        raise ValueError(f"unknown dataset {config.dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
+    check_sources(config.source_rules, config.source_densities)
+    check_targets(targets)
+    if any(targets[0] >= p if strict else targets[0] > p for p in config.source_densities):
+        relation = "be below every" if strict else "not exceed any"
+        raise ValueError(f"the densest target {targets[0]} must {relation} source density "
+                         f"{config.source_densities}")
+    for name in ("synflow_iterations", "score_batch"):
+        v = getattr(config, name, 1)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    check_init(config.init)
+    if getattr(config, "reinit", None) is not None:
+        check_init(config.reinit)
+    check_seed(config.split_seed)
+    check_seeds(config.seeds)
+    if not isinstance(config.train, TrainConfig):
+        raise ValueError(f"train must be a TrainConfig, got {type(config.train).__name__}")
+
+
 @dataclass(frozen=True)
 class S2SIMPConfig:
     """IMP from the dense network and from every ``source_rules`` × ``source_densities`` ER source (chapter 7).
@@ -101,23 +130,10 @@ class S2SIMPConfig:
     train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
 
     def __post_init__(self) -> None:
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; allowed: {', '.join(MODEL_NAMES)}")
-        if self.dataset not in DATASET_NAMES:
-            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
-        check_sources(self.source_rules, self.source_densities)
-        check_targets(self.targets)
-        if any(self.targets[0] >= p for p in self.source_densities):
-            raise ValueError(f"the first target {self.targets[0]} must be below every source density {self.source_densities}")
+        check_s2s_config(self, self.targets, strict=True)
         if isinstance(self.rate, bool) or not isinstance(self.rate, numbers.Real) or not 0 < self.rate < 1:
             raise ValueError(f"rate must be in (0, 1), got {self.rate!r}")
         check_scope(self.scope)
-        check_init(self.init)
-        check_seed(self.split_seed)
-        check_seeds(self.seeds)
-        if not isinstance(self.train, TrainConfig):
-            raise ValueError(f"train must be a TrainConfig, got {type(self.train).__name__}")
-
 
 def presets(profile: str) -> S2SIMPConfig:
     """``quick``: a 32-unit MLP, one ER source, two targets, one seed, one epoch per level.

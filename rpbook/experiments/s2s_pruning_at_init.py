@@ -14,17 +14,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-from ..config import check_seed, check_seeds
-from ..data import DATASET_NAMES, load_dataset
-from ..init import check_init, initialize_
-from ..models import MODEL_NAMES
+from ..data import load_dataset
+from ..init import initialize_
 from ..pruning import layer_collapse, prune_at_init
 from ..train import TrainConfig, fit
 from . import Experiment, RunContext
 from ._sparse_sweep import seed_stats, train_preset
-from .s2s_imp import build_source, check_sources, check_targets, imp_train_preset, source_label
+from .s2s_imp import build_source, check_s2s_config, imp_train_preset, source_label
 
 # The method names the chapter uses, as (score, scope) for prune_at_init.
 METHODS: dict[str, tuple[str, str]] = {
@@ -76,25 +72,8 @@ class PaIConfig:
     train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
 
     def __post_init__(self) -> None:
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown model {self.model!r}; allowed: {', '.join(MODEL_NAMES)}")
-        if self.dataset not in DATASET_NAMES:
-            raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
-        check_sources(self.source_rules, self.source_densities)
+        check_s2s_config(self, self.targets, strict=False)
         check_methods(self.methods)
-        check_targets(self.targets)
-        if any(self.targets[0] > p for p in self.source_densities):
-            raise ValueError(f"the first target {self.targets[0]} must not exceed a source density {self.source_densities}")
-        for name in ("synflow_iterations", "score_batch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        check_init(self.init)
-        if self.reinit is not None:
-            check_init(self.reinit)
-        check_seed(self.split_seed)
-        check_seeds(self.seeds)
-
 
 def presets(profile: str) -> PaIConfig:
     """``quick``: a 32-unit MLP, one source, two methods, one target, one seed, one epoch.
