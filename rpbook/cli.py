@@ -25,6 +25,13 @@ class UsageError(ValueError):
     """Bad command-line input: reported in one line with exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors (an invalid choice, a missing argument) as one line with exit code 2, like ours."""
+
+    def error(self, message: str):
+        raise UsageError(message)
+
+
 def _parse_float(name: str, text: str) -> float:
     try:
         value = float(text)
@@ -56,33 +63,33 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("model and data")
-    g.add_argument("--model", default="mlp", help=f"architecture: {', '.join(MODEL_NAMES)}")
+    g.add_argument("--model", default="mlp", type=str.lower, choices=MODEL_NAMES, help="architecture")
     g.add_argument("--width", default="1.0", help="width multiplier (> 0) of every hidden layer")
     g.add_argument("--hidden", default=None, help="MLP hidden sizes, comma separated, e.g. 300,100")
     g.add_argument("--depth", default=None, help="MLP hidden layers (100 units each) or ConvNet depth (2, 4, 6)")
-    g.add_argument("--dataset", default="mnist1d", help=f"data set: {', '.join(DATASET_NAMES)}")
+    g.add_argument("--dataset", default="mnist1d", type=str.lower, choices=DATASET_NAMES, help="data set")
     g.add_argument("--n-train", default=None, help="use only this many training examples (default: the profile's)")
     g = p.add_argument_group("mask")
     g.add_argument("--density", default="0.1", help="fraction of weights kept, in (0, 1]; 1.0 trains the dense network")
-    g.add_argument("--rule", default="erk", help=f"layer-wise density rule: {', '.join(RULES)}")
+    g.add_argument("--rule", default="erk", type=str.lower, choices=RULES, help="layer-wise density rule")
     g.add_argument("--dense-first", action="store_true", help="keep the first layer dense (paid from the same budget)")
     g.add_argument("--dense-last", action="store_true", help="keep the last layer dense (paid from the same budget)")
     g.add_argument("--repair", action="store_true", help="give isolated units one connection (count unchanged)")
-    g.add_argument("--init", default="unit-scaled", help=f"initialisation: {', '.join(INIT_METHODS)}")
+    g.add_argument("--init", default="unit-scaled", type=str.lower, choices=INIT_METHODS, help="initialisation")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--optimizer", default="sgd", help=f"optimizer: {', '.join(OPTIMIZERS)}")
+    g.add_argument("--optimizer", default="sgd", type=str.lower, choices=OPTIMIZERS, help="optimizer")
     g.add_argument("--lr", default="0.05", help="peak learning rate (> 0)")
     g.add_argument("--momentum", default="0.9", help="SGD momentum")
     g.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     g.add_argument("--weight-decay", default="5e-4", help="weight decay")
-    g.add_argument("--schedule", default="cosine", help=f"learning-rate schedule: {', '.join(SCHEDULES)}")
+    g.add_argument("--schedule", default="cosine", type=str.lower, choices=SCHEDULES, help="learning-rate schedule")
     g.add_argument("--label-smoothing", default="0.0", help="label smoothing in [0, 1)")
     g.add_argument("--epochs", default=None, help="epochs (>= 1; default: the profile's)")
     g.add_argument("--batch-size", default="128", help="mini-batch size (>= 1)")
     g.add_argument("--seed", default="0", help="seed of mask, init, data split and shuffling")
     g = p.add_argument_group("running")
     g.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps")
-    g.add_argument("--profile", default=None, help=f"{', '.join(PROFILES)} (default: $RPBOOK_PROFILE or standard)")
+    g.add_argument("--profile", default=None, choices=PROFILES, help="default: $RPBOOK_PROFILE or standard")
     g.add_argument("--output", default=None, help="write the JSON report to this file")
     g.add_argument("--checkpoint-dir", default=None, help="write a checkpoint here after every epoch")
     g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
@@ -154,17 +161,55 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def summarize_result(result: object, *, max_lines: int = 8) -> list[str]:
+    """A few lines saying what a stored result holds: its fields, rows and columns (chapter 1, *Stored results*)."""
+    if not isinstance(result, dict):
+        return [f"result: {type(result).__name__}"]
+    lines = []
+    for key, value in result.items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            columns = ", ".join(list(value[0])[:6]) + (", ..." if len(value[0]) > 6 else "")
+            lines.append(f"{key}: {len(value)} rows ({columns})")
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{key}: {len(value)} values")
+        elif isinstance(value, dict):
+            lines.append(f"{key}: {len(value)} entries ({', '.join(map(str, list(value)[:4]))}{', ...' if len(value) > 4 else ''})")
+        elif isinstance(value, float):
+            lines.append(f"{key}: {value:.4g}")
+        else:
+            lines.append(f"{key}: {str(value)[:60]}")
+    if len(lines) > max_lines:
+        lines = lines[:max_lines] + [f"... and {len(lines) - max_lines} more fields"]
+    return lines
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .experiments import run_experiment
+    import dataclasses
+    import time
+
+    from .config import check_seeds
+    from .experiments import get_experiment, run_experiment
     from .results import ResultStore
 
     seeds = [_parse_int("--seeds", s) for s in args.seeds] if args.seeds else None
     store = ResultStore(args.results) if args.results else ResultStore()
-    record = run_experiment(args.name, args.profile, force=args.force, store=store, progress=not args.no_progress,
-                            device=args.device, seeds=seeds)
+    profile = get_profile(args.profile)
+    config = get_experiment(args.name).config(profile)
+    if seeds is not None:
+        config = dataclasses.replace(config, seeds=check_seeds(seeds))
+    stored = not args.force and store.has(args.name, config)  # decided before: a run stores its result too
+    started = time.perf_counter()
+    record = run_experiment(args.name, profile, config=config, force=args.force, store=store,
+                            progress=not args.no_progress, device=args.device)
     prov = record["provenance"]
-    print(f"{args.name} [{prov['profile']}] config {record['config_hash']}: {prov['wall_time_s']:.1f} s on {prov['device']} "
-          f"-> {store.path(args.name, record['config'])}")
+    if stored:
+        how = (f"loaded stored result (made {prov['date']} on {prov['device']} in {prov['wall_time_s']:.1f} s)")
+    else:
+        how = f"ran in {time.perf_counter() - started:.1f} s on {prov['device']}"
+    print(f"{args.name} [{prov['profile']}] config {record['config_hash']}: {how}")
+    for line in summarize_result(record["result"]):
+        print(f"  {line}")
+    print(f"  -> {store.path(args.name, record['config'])}")
     return 0
 
 
@@ -194,17 +239,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rpbook`` command (chapter 1)."""
-    parser = argparse.ArgumentParser(
+    from . import __version__
+
+    parser = _Parser(
         prog="rpbook",
         description="Train random sparse networks and regenerate the book's stored results.",
         epilog="Profiles: " + "; ".join(f"{k}: {v}" for k, v in PROFILE_DESCRIPTIONS.items()),
     )
+    parser.add_argument("--version", action="version", version=f"rpbook {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train_parser(sub)
     p = sub.add_parser("run", help="run an experiment (or load its stored result) at a profile",
                        description="Regenerate a stored experiment result from its own config.")
     p.add_argument("name", help="experiment name (see `rpbook list`)")
-    p.add_argument("--profile", default=None, help=f"{', '.join(PROFILES)} (default: $RPBOOK_PROFILE or standard)")
+    p.add_argument("--profile", default=None, choices=PROFILES, help="default: $RPBOOK_PROFILE or standard")
     p.add_argument("--force", action="store_true", help="rerun even if a result is stored (it is replaced only on success)")
     p.add_argument("--seeds", nargs="+", default=None, help="replace the preset's seeds, e.g. --seeds 0 1 2")
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
@@ -218,11 +266,11 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rpbook`` command."""
     parser = make_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
         return {"train": _cmd_train, "run": _cmd_run, "list": _cmd_list}[args.command](args)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"rpbook: error: {err}", file=sys.stderr)

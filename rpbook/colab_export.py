@@ -21,9 +21,8 @@ An unknown directive or role is an error, so a new MyST construct cannot slip
 through unconverted. ``python -m rpbook.colab_export`` writes the notebooks
 (``make book`` runs it first); ``--check`` only reports stale ones (exit 1).
 
-Loaded as a Sphinx extension (``sphinx.extra_extensions`` in ``_config.yml``),
-the same module points every chapter's Colab launch button at its twin and
-warns when a twin is out of date.
+The book build (``rpbook.sphinx_ext``) points every chapter's Colab launch
+button at its twin and warns when a twin is out of date.
 """
 from __future__ import annotations
 
@@ -588,43 +587,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("run `python -m rpbook.colab_export` to update them", file=sys.stderr)
         return 1
     return 0
-
-
-# ----------------------------------------------------------------------------- Sphinx: the Colab launch button
-
-
-def _point_colab_button_at_twin(app, pagename: str, templatename: str, context: dict, doctree) -> None:
-    """Make the Colab launch button open ``book/_colab/...`` instead of the MyST source."""
-    root = Path(app.srcdir)
-    source = root / f"{pagename}.ipynb"
-    if not source.exists():
-        return
-    twin = colab_path(root, source).relative_to(root).as_posix()
-    for group in context.get("header_buttons", []):
-        for button in group.get("buttons", []) if isinstance(group, dict) else []:
-            if button.get("text") == "Colab" and button.get("url", "").endswith(f"/{pagename}.ipynb"):
-                button["url"] = button["url"][: -len(f"{pagename}.ipynb")] + twin
-
-
-def _warn_if_stale(app) -> None:
-    from sphinx.util import logging
-
-    try:
-        stale = export_book(app.srcdir, check=True)
-    except ValueError as err:
-        logging.getLogger(__name__).warning(f"Colab notebooks: {err}")
-        return
-    if stale:
-        names = ", ".join(p.name for p in stale)
-        logging.getLogger(__name__).warning(
-            f"Colab notebooks out of date ({names}): run `python -m rpbook.colab_export`")
-
-
-def setup(app) -> dict:
-    """Sphinx extension: Colab buttons open the twins; a stale twin is a build warning."""
-    app.connect("builder-inited", _warn_if_stale)
-    app.connect("html-page-context", _point_colab_button_at_twin, priority=600)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}
 
 
 if __name__ == "__main__":

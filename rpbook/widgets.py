@@ -15,6 +15,7 @@ never does.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -71,18 +72,41 @@ def figure_png(figure: Figure) -> bytes:
     return buf.getvalue()
 
 
+#: Layout of every HTML twin: the frame scales to the column on wide screens; on a phone it keeps a readable
+#: size inside its own horizontal scroller (the page never gets wider than the screen), and the controls wrap.
+_TWIN_STYLE = """<style>
+.rpbook-twin { max-width: 100%; }
+.rpbook-twin .animation { display: block; max-width: 100%; }
+.rpbook-twin .rpbook-twin-frame { max-width: 100%; overflow-x: auto; }
+.rpbook-twin .rpbook-twin-frame img { max-width: 100%; height: auto; }
+.rpbook-twin input[type=range].anim-slider { width: min(374px, 100%); }
+.rpbook-twin .anim-buttons { display: flex; flex-wrap: wrap; justify-content: center; gap: 2px; }
+.rpbook-twin .rpbook-twin-label { display: block; font-weight: 600; margin: 4px 0; }
+@media (max-width: 720px) {
+  #_rpbook_twinUID .rpbook-twin-frame img { max-width: none; width: PHONE_PXpx; }
+}
+</style>"""
+
+
 def frames_twin(figure: Figure, draw_frame: Callable[[int], object], n_frames: int, *, interval_ms: int = 800,
-                dpi: float | None = None):
+                dpi: float | None = None, labels: Sequence[str] | None = None):
     """The HTML twin of an explorer: ``draw_frame(i)`` for ``i < n_frames`` behind a JavaScript slider.
 
     Every explorer of chapters 2–7 builds its static version with this, so the
     HTML reader drags through the same frames the live sliders would show.
-    Returns an ``IPython.display.HTML``.
+    ``labels[i]`` (default "frame i of n") is shown above the slider for the
+    frame on screen, like a live slider's value. On a phone the frame keeps a
+    readable size in its own horizontal scroller. Returns an ``IPython.display.HTML``.
     """
+    import re
+
     from IPython.display import HTML
 
     if n_frames < 1:
         raise ValueError(f"need at least one frame, got {n_frames}")
+    labels = [f"frame {i + 1} of {n_frames}" for i in range(n_frames)] if labels is None else [str(x) for x in labels]
+    if len(labels) != n_frames:
+        raise ValueError(f"labels: need one per frame ({n_frames}), got {len(labels)}")
     draw_frame(0)
 
     def frame(i: int) -> list:
@@ -90,7 +114,36 @@ def frames_twin(figure: Figure, draw_frame: Callable[[int], object], n_frames: i
         return []
 
     anim = FuncAnimation(figure, frame, frames=n_frames, interval=interval_ms, repeat=False)
-    return HTML(offline_jshtml(anim, dpi=dpi))
+    html = offline_jshtml(anim, dpi=dpi)
+    uid = re.search(r'id="_anim_img(\w+)"', html).group(1)
+    html = html.replace(f'<img id="_anim_img{uid}">', f'<div class="rpbook-twin-frame"><img id="_anim_img{uid}"></div>', 1)
+    label = (f'<output class="rpbook-twin-label" id="_rpbook_label{uid}" aria-live="polite">'
+             f'{_html_escape(labels[0])}</output>')
+    html = html.replace('<div class="anim-controls">', '<div class="anim-controls">\n    ' + label, 1)
+    # The player sets the image's src for every frame (slider, buttons, play): follow it with the label.
+    labels_js = json.dumps(labels).replace("</", "<\\/")  # a label can never close the script
+    follow = (f'<script>(function() {{ var labels = {labels_js};'
+              f' var img = document.getElementById("_anim_img{uid}");'
+              f' var out = document.getElementById("_rpbook_label{uid}");'
+              f' new MutationObserver(function() {{ var a = window["anim{uid}"];'
+              f' if (a) {{ out.textContent = labels[a.current_frame]; }} }})'
+              f'.observe(img, {{attributes: true, attributeFilter: ["src"]}}); }})();</script>')
+    width_px = int(round(figure.get_figwidth() * (dpi if dpi is not None else _savefig_dpi(figure))))
+    style = _TWIN_STYLE.replace("PHONE_PX", str(max(320, min(width_px, 900)))).replace("UID", uid)
+    return HTML(f'{style}<div class="rpbook-twin" id="_rpbook_twin{uid}">{html}{follow}</div>')
+
+
+def _savefig_dpi(figure: Figure) -> float:
+    import matplotlib as mpl
+
+    dpi = mpl.rcParams["savefig.dpi"]
+    return figure.dpi if dpi == "figure" else float(dpi)
+
+
+def _html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
 
 
 def live_panel(figure: Figure, update: Callable[..., Any], controls: dict, *,
@@ -274,7 +327,8 @@ class GraphExplorer:
         rule = check_rule(rule)
         # frames at the figure's own (small) dpi
         return frames_twin(self.figure, lambda i: self.update(*states[i], rule), len(states),
-                           interval_ms=interval_ms, dpi=self.figure.dpi)
+                           interval_ms=interval_ms, dpi=self.figure.dpi,
+                           labels=[f"density p = {p:g}, hidden width {w}" for p, w in states])
 
 
 def graph_explorer(*, static: bool = False, vary: str = "density", density: float = 0.1, width: int | None = None,
@@ -436,7 +490,8 @@ class WidthExplorer:
         else:
             density = densities[len(densities) // 2] if density is None else density
             cells = [self._check(density, x) for x in ks]
-        return frames_twin(self.figure, lambda i: self.update(*cells[i]), len(cells), interval_ms=interval_ms)
+        return frames_twin(self.figure, lambda i: self.update(*cells[i]), len(cells), interval_ms=interval_ms,
+                           labels=[f"density p = {p:g}, width factor k = {k}" for p, k in cells])
 
 
 def width_explorer(result: dict, *, static: bool = False, vary: str = "density", density: float | None = None,
@@ -634,7 +689,9 @@ def _stored_sweep_view(draw, states: Sequence[dict], controls: dict | None, figs
     """
     figure = fixed_layout_figure(figsize, dpi)
     if controls is None:
-        return frames_twin(figure, lambda i: draw(figure, **states[i]), len(states))
+        labels = [", ".join(f"{k} = {v:g}" if isinstance(v, float) else f"{k} = {v}" for k, v in state.items()
+                            if v is not None) for state in states]
+        return frames_twin(figure, lambda i: draw(figure, **states[i]), len(states), labels=labels)
     return live_panel(figure, lambda **state: draw(figure, **state), controls)
 
 
@@ -777,7 +834,8 @@ class SubsetSumExplorer:
     def html_twin(self, *, target: float = 0.37, ns: Sequence[int] | None = None, interval_ms: int = 700):
         """One frame per ``n`` at a fixed target, behind a JavaScript slider (static HTML)."""
         ns = list(range(1, self.max_n + 1)) if ns is None else [int(n) for n in ns]
-        return frames_twin(self.figure, lambda i: self.update(ns[i], target), len(ns), interval_ms=interval_ms)
+        return frames_twin(self.figure, lambda i: self.update(ns[i], target), len(ns), interval_ms=interval_ms,
+                           labels=[f"n = {n} numbers" for n in ns])
 
 
 def subset_sum_explorer(*, static: bool = False, n: int = 8, target: float = 0.37, seed: int = 0,
@@ -925,7 +983,8 @@ class EdgePopupExplorer:
         else:
             width = self.widths[len(self.widths) // 2] if width is None else width
             cells = [self._check(width, p) for p in self.densities]
-        return frames_twin(self.figure, lambda i: self.update(*cells[i]), len(cells), interval_ms=interval_ms)
+        return frames_twin(self.figure, lambda i: self.update(*cells[i]), len(cells), interval_ms=interval_ms,
+                           labels=[f"width ×{w:g}, kept fraction {p:g}" for w, p in cells])
 
 
 def edge_popup_explorer(width_record: dict, er_record: dict | None = None, *, static: bool = False,

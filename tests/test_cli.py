@@ -53,14 +53,14 @@ def test_checkpoint_and_resume(tmp_path, capsys):
         (["--density", "abc"], "--density must be a number, got 'abc'"),
         (["--width", "0"], "width must be a number > 0, got 0.0"),
         (["--width", "-2"], "width must be a number > 0, got -2.0"),
-        (["--rule", "random"], "unknown layer-wise density rule 'random'"),
-        (["--model", "resnet18"], "unknown model 'resnet18'; allowed: mlp"),
-        (["--dataset", "imagenet"], "unknown dataset 'imagenet'; allowed:"),
-        (["--optimizer", "lion"], "unknown optimizer 'lion'; allowed: sgd, adam, adamw"),
-        (["--init", "xavier"], "unknown init 'xavier'"),
+        (["--rule", "random"], "argument --rule: invalid choice: 'random' (choose from"),
+        (["--model", "resnet18"], "argument --model: invalid choice: 'resnet18' (choose from 'mlp'"),
+        (["--dataset", "imagenet"], "argument --dataset: invalid choice: 'imagenet'"),
+        (["--optimizer", "lion"], "argument --optimizer: invalid choice: 'lion' (choose from 'sgd', 'adam', 'adamw')"),
+        (["--init", "xavier"], "argument --init: invalid choice: 'xavier'"),
         (["--epochs", "0"], "epochs must be >= 1, got 0"),
         (["--epochs", "two"], "--epochs must be an integer, got 'two'"),
-        (["--profile", "huge"], "unknown profile 'huge'"),
+        (["--profile", "huge"], "argument --profile: invalid choice: 'huge'"),
         (["--resume"], "--resume needs --checkpoint-dir"),
         (["--device", "cuda"], "CUDA is not available"),
     ],
@@ -103,3 +103,32 @@ def test_divergence_and_bad_output_exit_2_with_one_line(tmp_path, capsys):
     assert "is a folder" in capsys.readouterr().err
     assert main(base + ["--output", str(tmp_path / "missing" / "run.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from rpbook import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"rpbook {__version__}"
+
+
+def test_choices_are_case_insensitive_and_listed_in_help(capsys):
+    from rpbook.cli import make_parser
+
+    args = make_parser().parse_args(["train", "--rule", "ERK", "--model", "MLP"])
+    assert (args.rule, args.model) == ("erk", "mlp")
+    assert main(["run", "coverage", "--profile", "huge"]) == 2
+    assert "invalid choice: 'huge' (choose from 'quick', 'standard', 'full')" in capsys.readouterr().err
+
+
+def test_run_says_whether_it_loaded_or_ran(tmp_path, capsys):
+    results = str(tmp_path / "results")
+    args = ["run", "subset_sum_error", "--profile", "quick", "--results", results, "--no-progress"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert ": ran in " in first and "loaded stored result" not in first
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    assert "loaded stored result (made 20" in second and " on cpu in " in second
+    assert "rows (" in second or "values" in second or "entries (" in second, second  # the summary

@@ -115,3 +115,20 @@ def test_twin_under_the_book_style_raises_no_warning():
     with book_style(), warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. constrained layout switched back on by savefig
         graph_explorer(static=True, densities=(0.5, 0.05))
+
+
+def test_twin_shows_the_value_of_each_frame_and_fits_a_phone():
+    """Issue 14: a label above the slider names the frame's value; on a phone the frame scrolls inside its box."""
+    from matplotlib.figure import Figure
+
+    from rpbook.widgets import frames_twin
+
+    figure = Figure(figsize=(9.6, 3.4), dpi=100)
+    ax = figure.add_subplot()
+    html = frames_twin(figure, lambda i: ax.set_title(f"frame {i}"), 3, labels=["p = 0.1", "p = 0.05", "a</script>"]).data
+    assert 'class="rpbook-twin-label"' in html and ">p = 0.1</output>" in html
+    assert '["p = 0.1", "p = 0.05", "a<\\/script>"]' in html  # every frame's label, and none closes the script
+    assert "overflow-x: auto" in html and "width: 900px" in html  # readable size on a phone, inside its own scroller
+    assert "width: min(374px, 100%)" in html
+    with pytest.raises(ValueError, match="one per frame"):
+        frames_twin(figure, lambda i: None, 3, labels=["only one"])
