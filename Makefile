@@ -6,11 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rpbook-installed
 
-.PHONY: test book clean clean-cache bench help
+.PHONY: test book lab colab clean clean-cache bench help
 
 help:
 	@echo "make test   - install into .venv (if needed) and run every test"
-	@echo "make book   - install into .venv (if needed) and build the book into _build/html"
+	@echo "make book   - install into .venv (if needed), write the Colab notebooks, build the book into _build/html"
+	@echo "make lab    - install into .venv (if needed) and open the chapters in JupyterLab"
+	@echo "make colab  - write the Colab/Jupyter twins of the chapters into book/_colab/"
 	@echo "make bench  - run the benchmarks in benchmarks/ (prints measured ratios)"
 	@echo "make clean-cache - forget executed notebooks (do this after changing rpbook/)"
 
@@ -26,8 +28,15 @@ test: $(STAMP)
 	rm -rf _build/test-results
 	RPBOOK_PROFILE=quick RPBOOK_RESULTS=$(CURDIR)/_build/test-results TQDM_DISABLE=1 $(BIN)/python -m pytest
 
-book: $(STAMP)
+book: $(STAMP) colab
 	RPBOOK_PROFILE=standard TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going
+
+# Colab opens notebooks as stored on GitHub: commit what this writes (a test checks it is up to date).
+colab: $(STAMP)
+	$(BIN)/python -m rpbook.colab_export
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab book/
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

@@ -9,10 +9,13 @@ already built ``_build/html`` to skip the build.
 
 Every page is served over HTTP from 127.0.0.1 (fonts and scripts behave as on
 a web server) and opened in Debian's Chromium (never a downloaded browser).
-For each chapter: no JavaScript errors in the console, every image loaded,
-math rendered by MathJax, the Colab launch button and the download button
-present, and every HTML twin of a widget responds (moving its slider changes
-the frame shown). Full-page screenshots go to ``$RPBOOK_SCREENSHOTS`` if set.
+Every page is opened at a phone's width (400 px) and a desktop's (1400 px).
+For each: no console error at all, no failed request, nothing wider than the
+screen, every image loaded, math rendered by MathJax, captions with readable
+contrast, the Colab launch button (to the chapter's generated twin in
+``book/_colab/``) and the download button present, and every HTML twin of a
+widget responds (moving its slider changes the frame shown and its value
+label). Full-page screenshots go to ``$RPBOOK_SCREENSHOTS`` if set.
 
 Marked ``book``: ``pytest -m "not book"`` skips it locally. Without Chromium the
 test skips, except under CI (``$CI`` set), where it fails.
@@ -39,9 +42,10 @@ CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-# Console noise that is not ours (TOOLCHAIN.md): sphinx-thebe declares THEBE_JS_URL twice,
-# the pydata theme's theme-mode message, and the favicon the book does not have.
-HARMLESS = ("THEBE_JS_URL", "invalid theme mode", "favicon.ico", "Failed to load resource")
+# Every console error fails a page. (The former noise is fixed in the build: rpbook.sphinx_ext emits
+# sphinx-thebe's THEBE_JS_URL script once, html_context.default_mode names the theme mode,
+# and the book has a favicon.)
+WIDTHS = {"phone": 400, "desktop": 1400}
 BUILD_TIMEOUT_S = 900
 
 
@@ -112,14 +116,13 @@ def browser():
         browser.close()
 
 
-def _open(browser, url: str):
-    """Open ``url``; return the page and the console/page errors collected while loading it."""
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+def _open(browser, url: str, width: int = 1280):
+    """Open ``url`` at ``width`` px; return the page and the console/page errors collected while loading it."""
+    page = browser.new_page(viewport={"width": width, "height": 1000})
     errors: list[str] = []
     page.on("console", lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
-    # Failed loads are reported with their URL here; the console's "Failed to load resource"
-    # lines carry no URL (and include the browser's own favicon request), so they are dropped below.
+    # Failed loads are reported with their URL here (the console's "Failed to load resource" has none).
     page.on("requestfailed", lambda req: errors.append(f"failed request: {req.url} ({req.failure})"))
     page.on("response", lambda resp: errors.append(f"HTTP {resp.status}: {resp.url}") if resp.status >= 400 else None)
     page.goto(url, wait_until="load")
@@ -128,7 +131,35 @@ def _open(browser, url: str):
 
 
 def _real_errors(errors: list[str]) -> list[str]:
-    return [e for e in errors if not any(h in e for h in HARMLESS)]
+    return list(errors)
+
+
+def _check_fits_the_screen(page) -> None:
+    """Nothing may make the page scroll sideways (wide content scrolls inside its own box)."""
+    scroll, screen = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    if scroll > screen:
+        culprits = page.evaluate("""() => { const W = window.innerWidth; const out = [];
+            for (const e of document.querySelectorAll('article *')) {
+              const r = e.getBoundingClientRect(); if (r.right <= W + 0.5 || r.width === 0) continue;
+              let p = e.parentElement, clipped = false;
+              while (p) { if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(p).overflowX)) { clipped = true; break; }
+                          p = p.parentElement; }
+              if (!clipped) out.push(`${e.tagName}.${e.className}: ${(e.textContent || '').trim().slice(0, 50)}`); }
+            return out.slice(0, 5); }""")
+        raise AssertionError(f"page is {scroll} px wide on a {screen} px screen: {culprits}")
+
+
+def _check_caption_contrast(page) -> None:
+    """Captions need a contrast of at least 4.5:1 against the page (WCAG AA for body text)."""
+    ratios = page.evaluate("""() => {
+        const lum = c => { const v = c.match(/[\\d.]+/g).slice(0, 3).map(x => { x = x / 255;
+            return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+            return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+        const bg = lum(getComputedStyle(document.body).backgroundColor);
+        return Array.from(document.querySelectorAll('figcaption p, figcaption')).map(e => {
+            const fg = lum(getComputedStyle(e).color);
+            return (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05); }); }""")
+    assert all(r >= 4.5 for r in ratios), f"caption contrast too low: {min(ratios):.2f}"
 
 
 def _check_images(page) -> None:
@@ -147,18 +178,21 @@ def _check_math(page) -> int:
 
 
 def _check_twins(page) -> int:
-    """Move every to_jshtml slider to its last frame and check that the shown frame changes."""
+    """Move every to_jshtml slider to its last frame and check that the shown frame and its label change."""
     sliders = page.locator("div.animation input[type=range]")
     for i in range(sliders.count()):
         slider = sliders.nth(i)
         slider.scroll_into_view_if_needed()
         image = slider.locator("xpath=ancestor::div[contains(@class,'animation')]//img").first
-        before = image.get_attribute("src")
+        label = slider.locator("xpath=ancestor::div[contains(@class,'animation')]//output").first
+        before, label_before = image.get_attribute("src"), label.text_content()
         last = slider.get_attribute("max")
         assert last is not None and int(last) > 0, "an HTML twin with a single frame"
         slider.evaluate("(s, v) => { s.value = v; s.dispatchEvent(new Event('input', {bubbles: true})); }", last)
         after = image.get_attribute("src")
         assert after and after != before, f"moving slider {i} to frame {last} did not change the picture"
+        page.wait_for_function("([l, t]) => l.textContent !== t", arg=[label.element_handle(), label_before],
+                               timeout=5_000)
     return sliders.count()
 
 
@@ -169,30 +203,41 @@ def _screenshot(page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
-def test_root_page_loads(browser, server):
-    page, errors = _open(browser, f"{server}/index.html")
+@pytest.mark.parametrize("screen", WIDTHS)
+def test_root_page_loads(browser, server, screen):
+    page, errors = _open(browser, f"{server}/index.html", WIDTHS[screen])
     assert page.locator("article h1").count() >= 1
     _check_images(page)
-    _screenshot(page, "intro")
+    _check_fits_the_screen(page)
+    licence = page.locator(".rpbook-license").inner_text()
+    assert "CC BY 4.0" in licence and "MIT" in licence, licence
+    _screenshot(page, f"intro-{screen}")
     assert not _real_errors(errors), _real_errors(errors)
     page.close()
 
 
+@pytest.mark.parametrize("screen", WIDTHS)
 @pytest.mark.parametrize("chapter", CHAPTER_PAGES, ids=lambda c: Path(c).name)
-def test_chapter_page(browser, server, chapter):
+def test_chapter_page(browser, server, chapter, screen):
+    from rpbook.colab_export import colab_path
+
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     repo = config["repository"]["url"].removeprefix("https://github.com/")
-    page, errors = _open(browser, f"{server}/{chapter}.html")
+    twin = colab_path(ROOT, ROOT / f"{chapter}.ipynb").relative_to(ROOT).as_posix()
+    assert (ROOT / twin).is_file(), f"no Colab twin {twin}: run python -m rpbook.colab_export"
+    page, errors = _open(browser, f"{server}/{chapter}.html", WIDTHS[screen])
     assert page.locator("article h1").count() >= 1, "no chapter title"
     _check_images(page)
     assert page.locator("article img").count() >= 1, "a chapter without a single figure"
     _check_math(page)
-    colab = page.locator(f'a[href*="colab.research.google.com/github/{repo}/blob/"][href$="{chapter}.ipynb"]')
-    assert colab.count() >= 1, "no Colab launch button for this chapter"
+    colab = page.locator(f'a[href*="colab.research.google.com/github/{repo}/blob/"][href$="/{twin}"]')
+    assert colab.count() >= 1, f"no Colab launch button opening {twin}"
+    _check_fits_the_screen(page)
+    _check_caption_contrast(page)
     assert page.locator(f'.dropdown-download-buttons a[href$="{Path(chapter).name}.ipynb"]').count() >= 1, \
         "no download button for the notebook"
     _check_twins(page)
-    _screenshot(page, Path(chapter).name)
+    _screenshot(page, f"{Path(chapter).name}-{screen}")
     assert not _real_errors(errors), _real_errors(errors)
     page.close()
 
