@@ -75,6 +75,13 @@ def test_config_has_the_settings_the_build_relies_on():
     assert CONFIG["html"]["use_download_button"] is True
 
 
+def test_colab_buttons_open_the_generated_twins_and_there_is_no_binder_button():
+    assert "rpbook.sphinx_ext" in CONFIG["sphinx"]["extra_extensions"]
+    assert "book/_colab" in CONFIG["exclude_patterns"], "the Colab twins are not pages of the book"
+    assert not CONFIG["launch_buttons"].get("binderhub_url"), "Binder has no working environment (README)"
+    assert CONFIG["sphinx"]["config"]["html_context"]["default_mode"] in ("light", "dark", "auto")
+
+
 def test_mathjax_is_served_by_the_book():
     path = CONFIG["sphinx"]["config"]["mathjax_path"]
     static = CONFIG["sphinx"]["config"]["html_static_path"]
