@@ -428,7 +428,7 @@ def _page_title(nb: nbformat.NotebookNode) -> str | None:
 
 def convert_notebook(path: str | os.PathLike, *, number: str, bib: Bibliography, root: str | os.PathLike,
                      titles: dict[str, str] | None = None) -> nbformat.NotebookNode:
-    """The Colab twin of one executed chapter (see the module docstring for what changes).
+    """The Colab twin of one executed chapter (chapter 1, *How to use this book*; the module docstring lists what changes).
 
     Raises ``ValueError`` naming the chapter and the construct when a directive,
     role, label or glue key cannot be rendered.
@@ -515,7 +515,7 @@ def _bibfiles(root: Path) -> list[Path]:
 
 
 def export_book(root: str | os.PathLike = ".", *, check: bool = False) -> list[Path]:
-    """Write (or with ``check`` only compare) the Colab twin of every notebook in ``_toc.yml``.
+    """Write (or with ``check`` only compare) the Colab twin of every notebook in ``_toc.yml`` (chapter 1).
 
     Returns the twins that were (or, with ``check``, would be) rewritten.
     Twins of notebooks no longer in the toc are removed (reported as stale).
