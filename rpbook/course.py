@@ -19,11 +19,13 @@ Command line (the Makefile's ``make course`` calls the first)::
     python -m rpbook.course build [--out _build/course] [--no-check]
     python -m rpbook.course sync      # refresh book/assignments/ from the masters
     python -m rpbook.course check     # exit 1 if book/assignments/ is stale
+    python -m rpbook.course grade AUTOGRADER.zip SUBMISSION_OR_FOLDER... [--output scores.csv]
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import os
 import re
@@ -379,6 +381,39 @@ def build_course(out: Path = DEFAULT_OUT, *, check: bool = True) -> list[LabBuil
     return builds
 
 
+def grade_many(autograder_zip: Path, paths: Sequence[Path], output: Path) -> list[tuple[str, Grade]]:
+    """Grade every ``.ipynb`` among ``paths`` (files or folders) and write one CSV row per submission.
+
+    Instructor guide, *Collecting and grading*: ``otter grade`` needs Docker; this
+    runs ``otter run`` (a local kernel) per submission instead. Columns: the
+    file, every question's score, the total and the points possible.
+    """
+    autograder_zip = Path(autograder_zip)
+    if not autograder_zip.is_file() or autograder_zip.suffix != ".zip":
+        raise ValueError(f"autograder {autograder_zip} is not an existing .zip (see _build/course/autograders/)")
+    submissions: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            submissions += sorted(path.glob("*.ipynb"))
+        elif path.is_file() and path.suffix == ".ipynb":
+            submissions.append(path)
+        else:
+            raise ValueError(f"{path} is neither a folder nor an .ipynb file")
+    if not submissions:
+        raise ValueError("no .ipynb submissions found in " + ", ".join(map(str, paths)))
+    questions = sorted(autograded_points(autograder_zip))
+    graded = [(str(p), grade(p, autograder_zip)) for p in submissions]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["submission", *questions, "total", "possible"])
+        for name, g in graded:
+            writer.writerow([name, *(g.scores.get(q, (0.0, 0.0))[0] for q in questions), g.total, g.possible])
+    os.replace(tmp, output)
+    return graded
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m rpbook.course build|sync|check`` (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m rpbook.course", description=__doc__.split("\n\n")[0])
@@ -388,8 +423,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     b.add_argument("--no-check", action="store_true", help="skip grading the reference solutions")
     sub.add_parser("sync", help="refresh book/assignments/ from book/labs/")
     sub.add_parser("check", help="exit 1 if book/assignments/ is stale")
+    g = sub.add_parser("grade", help="grade submissions without Docker; write a CSV of scores")
+    g.add_argument("autograder", type=Path, help="a lab's autograder zip (_build/course/autograders/)")
+    g.add_argument("submissions", type=Path, nargs="+", help=".ipynb files or folders of them")
+    g.add_argument("--output", type=Path, default=Path("scores.csv"))
     args = parser.parse_args(argv)
     try:
+        if args.command == "grade":
+            for name, result in grade_many(args.autograder, args.submissions, args.output):
+                print(f"{name}: {result.total:g}/{result.possible:g} ({result.seconds:.1f} s)")
+            print(f"wrote {args.output}")
+            return 0
         if args.command == "build":
             builds = build_course(args.out, check=not args.no_check)
             print(f"wrote {len(builds)} labs into {args.out}")
