@@ -200,21 +200,26 @@ def _grade_in_process(submission: Path, autograder_zip: Path) -> dict[str, tuple
     nb = nbformat.read(submission, as_version=4)
     namespace: dict[str, Any] = {"__name__": "__main__"}
     transform = TransformerManager().transform_cell
+    cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         with zipfile.ZipFile(autograder_zip) as z:
             z.extractall(tmp)
-        for cell in nb.cells:
-            if cell.cell_type != "code" or cell.source.lstrip().startswith("grader.check"):
-                continue
-            try:
-                exec(compile(transform(cell.source), "<submission>", "exec"), namespace)
-            except Exception:  # noqa: BLE001 - a broken cell costs its questions, as in otter run
-                pass
-        scores = {}
-        for path in sorted(Path(tmp, "tests").glob("*.py")):
-            test = create_test_file(str(path), NBMetadataConfig())
-            test.run(namespace)
-            scores[test.name] = (float(test.score), float(test.possible))
+        os.chdir(tmp)  # whatever the submission writes (otter's .OTTER_LOG, say) goes to the temporary folder
+        try:
+            for cell in nb.cells:
+                if cell.cell_type != "code" or cell.source.lstrip().startswith("grader.check"):
+                    continue
+                try:
+                    exec(compile(transform(cell.source), "<submission>", "exec"), namespace)
+                except Exception:  # noqa: BLE001 - a broken cell costs its questions, as in otter run
+                    pass
+            scores = {}
+            for path in sorted(Path(tmp, "tests").glob("*.py")):
+                test = create_test_file(str(path), NBMetadataConfig())
+                test.run(namespace)
+                scores[test.name] = (float(test.score), float(test.possible))
+        finally:
+            os.chdir(cwd)
     return scores
 
 
@@ -333,12 +338,15 @@ def stale_assignments(builds: Sequence[LabBuild], target: Path = ASSIGNMENTS_DIR
 
 
 def _solutions_html(build: LabBuild, out: Path) -> Path:
-    """Execute the reference solution (in ``book/labs``) and export it as HTML."""
+    """Execute the reference solution and export it, with its outputs, as HTML."""
     from nbconvert import HTMLExporter
     from nbconvert.preprocessors import ExecutePreprocessor
 
     nb = nbformat.read(build.solution_notebook, as_version=4)
-    ExecutePreprocessor(timeout=600, kernel_name="python3").preprocess(nb, {"metadata": {"path": str(LABS_DIR)}})
+    with tempfile.TemporaryDirectory() as tmp:
+        # laid out as students have it (tests/<lab>/), so its grader.check cells run the public tests
+        shutil.copytree(build.student_tests, Path(tmp, "tests", build.name))
+        ExecutePreprocessor(timeout=600, kernel_name="python3").preprocess(nb, {"metadata": {"path": tmp}})
     html, _ = HTMLExporter().from_notebook_node(nb)
     target = out / f"{build.name}-solutions.html"
     target.write_text(html)
