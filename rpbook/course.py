@@ -237,34 +237,39 @@ _SOLUTION_DIRECTIVE = re.compile(r"^(:{3,})\{solution\}.*?^\1\s*$\n?", re.M | re
 def student_edition(chapter: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A chapter without its exercise solutions (instructor guide, *Student editions of the chapters*).
 
-    Removes every ``{solution}`` directive from Markdown cells and every cell
-    from a ``{solution-start}`` to its ``{solution-end}`` (the code of a gated
-    solution and its outputs). Everything else, outputs included, stays.
+    Removes every ``{solution}`` directive from Markdown cells and everything
+    from a ``{solution-start}`` line to its ``{solution-end}`` fence, within or
+    across cells: the prose and code of a gated solution and the code's outputs.
+    Everything else, outputs included, stays.
     """
     out = nbformat.from_dict(chapter)
     cells = []
     inside = False
     for cell in out.cells:
-        text = cell.source
-        if cell.cell_type == "markdown" and "{solution-start}" in text:
-            inside = True
-            before = text.split("{solution-start}")[0]
-            before = before[: before.rfind("\n") + 1] if "\n" in before else ""
-            if before.strip():
-                cell.source = before
+        if cell.cell_type != "markdown":
+            if not inside:
                 cells.append(cell)
             continue
-        if inside:
-            if cell.cell_type == "markdown" and "{solution-end}" in text:
-                inside = False
-                after = re.split(r"\{solution-end\}[^\n]*\n:{3,}\s*\n?", text, maxsplit=1)
-                if len(after) == 2 and after[1].strip():
-                    cell.source = after[1]
-                    cells.append(cell)
-            continue
-        if cell.cell_type == "markdown":
-            cell.source = _SOLUTION_DIRECTIVE.sub("", text)
-        cells.append(cell)
+        kept: list[str] = []
+        lines = _SOLUTION_DIRECTIVE.sub("", cell.source).split("\n")
+        skip_fence = False
+        for line in lines:
+            if skip_fence:
+                skip_fence = False
+                if re.fullmatch(r":{3,}\s*", line):
+                    continue
+            if "{solution-start}" in line:
+                inside = True
+            elif "{solution-end}" in line:
+                if not inside:
+                    raise ValueError("a {solution-end} without its {solution-start}")
+                inside, skip_fence = False, True
+            elif not inside:
+                kept.append(line)
+        text = "\n".join(kept).strip("\n")
+        if text.strip():
+            cell.source = text
+            cells.append(cell)
     if inside:
         raise ValueError("a {solution-start} block has no {solution-end}")
     out.cells = cells

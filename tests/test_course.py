@@ -298,22 +298,30 @@ def test_otter_run_in_a_kernel_agrees_with_in_process_grading(builds, tmp_path):
     assert kernel.scores["q1_exact_count_mask"][0] == 0 and kernel.total == kernel.possible - 3
 
 
-def test_student_edition_of_a_chapter_drops_solutions_and_their_outputs():
-    chapter = sorted(course.BOOK.glob(course.CHAPTER_GLOB))[3]  # chapter 4: both kinds of solution blocks
+@pytest.mark.parametrize("chapter", sorted(course.BOOK.glob(course.CHAPTER_GLOB)), ids=lambda p: p.stem[:2])
+def test_student_edition_of_a_chapter_drops_solutions_and_their_outputs(chapter):
     nb = nbformat.read(chapter, as_version=4)
     student = course.student_edition(nb)
+    original = "\n".join(c.source for c in nb.cells)
     text = "\n".join(c.source for c in student.cells)
-    assert "{solution" not in text
-    assert text.count("{exercise}") == "\n".join(c.source for c in nb.cells).count("{exercise}") >= 3
-    gated = [c for c in nb.cells if c.cell_type == "code"]
-    assert len([c for c in student.cells if c.cell_type == "code"]) < len(gated)
-    assert len(student.cells) < len(nb.cells)
+    assert "{solution" in original and "{solution" not in text
+    assert text.count("{exercise}") == original.count("{exercise}") >= 3, "every exercise stays, every chapter has 3+"
+    assert text.count("::::") == 2 * text.count("{exercise}"), "a solution fence was left behind"
+    gated = "{solution-start}" in original
+    kept_code = [c for c in student.cells if c.cell_type == "code"]
+    assert len(kept_code) < len([c for c in nb.cells if c.cell_type == "code"]) or not gated
+    # everything before the exercises is untouched, outputs included
+    first = next(i for i, c in enumerate(nb.cells) if "{exercise}" in c.source)
+    assert [c.get("outputs") for c in student.cells[:first]] == [c.get("outputs") for c in nb.cells[:first]]
 
 
 def test_student_edition_rejects_an_unclosed_solution_block():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("::::{solution-start} ex\n::::"),
                                          nbformat.v4.new_code_cell("x = 1")])
     with pytest.raises(ValueError, match="solution-end"):
+        course.student_edition(nb)
+    nb.cells[0].source = "::::{solution-end}\n::::"
+    with pytest.raises(ValueError, match="without its"):
         course.student_edition(nb)
 
 
