@@ -45,9 +45,6 @@ LABS_DIR = BOOK / "labs"
 ASSIGNMENTS_DIR = BOOK / "assignments"
 DEFAULT_OUT = ROOT / "_build" / "course"
 CHAPTER_GLOB = "0*.ipynb"
-# otter's markers: what must never reach a student.
-SOLUTION_MARKERS = ("# BEGIN SOLUTION", "# END SOLUTION", "# SOLUTION", "BEGIN SOLUTION", "# BEGIN TESTS",
-                    "BEGIN TEST CONFIG", "hidden: true")
 
 
 def lab_masters(labs_dir: Path = LABS_DIR) -> list[Path]:
@@ -224,11 +221,6 @@ def _grade_in_process(submission: Path, autograder_zip: Path) -> dict[str, tuple
 
 
 # ----------------------------------------------------------------------------- student editions
-
-
-def _strip_solution_markers(cell: nbformat.NotebookNode) -> None:
-    cell.source = "\n".join(line for line in cell.source.splitlines()
-                            if line.strip() not in ("# BEGIN SOLUTION", "# END SOLUTION"))
 
 
 _SOLUTION_DIRECTIVE = re.compile(r"^(:{3,})\{solution\}.*?^\1\s*$\n?", re.M | re.S)
