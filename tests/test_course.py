@@ -345,6 +345,9 @@ def test_instructor_guide_table_agrees_with_the_labs(builds):
         assert [int(written)] == [int(m) for m in manual], lab
         assert f"About {minutes} minutes." in text, lab
         assert f"Lab {number}:" in text
+        # the lab's own header table: one row per question, autograded ones first, in order
+        header = [float(p) for p in re.findall(r"^\| \d\.\d \| [^|]+\| (\d+) \|$", master.cells[1].source, re.M)]
+        assert header == [*build.points.values(), float(written)], lab
 
 
 def test_grading_a_folder_refuses_bad_input(tmp_path):
