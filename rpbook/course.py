@@ -194,11 +194,18 @@ def _grade_in_process(submission: Path, autograder_zip: Path) -> dict[str, tuple
     from otter.nbmeta_config import NBMetadataConfig
     from otter.test_files import create_test_file
 
+    import random
+
+    import numpy as np
+    import torch
+
     nb = nbformat.read(submission, as_version=4)
     namespace: dict[str, Any] = {"__name__": "__main__"}
     transform = TransformerManager().transform_cell
     cwd = os.getcwd()
-    with tempfile.TemporaryDirectory() as tmp, _quiet():
+    # Submissions and tests seed the global generators; leave this process's as they were.
+    rng_states = random.getstate(), np.random.get_state()
+    with tempfile.TemporaryDirectory() as tmp, _quiet(), torch.random.fork_rng():
         with zipfile.ZipFile(autograder_zip) as z:
             z.extractall(tmp)
         os.chdir(tmp)  # whatever the submission writes (otter's .OTTER_LOG, say) goes to the temporary folder
@@ -217,6 +224,8 @@ def _grade_in_process(submission: Path, autograder_zip: Path) -> dict[str, tuple
                 scores[test.name] = (float(test.score), float(test.possible))
         finally:
             os.chdir(cwd)
+            random.setstate(rng_states[0])
+            np.random.set_state(rng_states[1])
     return scores
 
 
