@@ -1,18 +1,20 @@
 # Two commands (see README.md):
 #   make test   create .venv if missing, install, run every test (unit tests, nbval over the chapters, the built book in a browser)
 #   make book   create .venv if missing, install, build the HTML book into _build/html
+#   make course the course edition into _build/course (student labs, autograders, solutions, student chapters)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.rpbook-installed
 
-.PHONY: test book lab colab clean clean-cache bench help
+.PHONY: test book lab colab course clean clean-cache bench help
 
 help:
 	@echo "make test   - install into .venv (if needed) and run every test"
 	@echo "make book   - install into .venv (if needed), write the Colab notebooks, build the book into _build/html"
 	@echo "make lab    - install into .venv (if needed) and open the chapters in JupyterLab"
 	@echo "make colab  - write the Colab/Jupyter twins of the chapters into book/_colab/"
+	@echo "make course - build the course edition into _build/course (see book/instructor_guide.md)"
 	@echo "make bench  - run the benchmarks in benchmarks/ (prints measured ratios)"
 	@echo "make clean-cache - forget executed notebooks (do this after changing rpbook/)"
 
@@ -37,6 +39,11 @@ colab: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab book/
+
+# Student notebooks, autograder zips, executed solutions (HTML) and student chapters; fails if a
+# reference solution misses a point or book/assignments/ is out of date with book/labs/.
+course: $(STAMP)
+	TQDM_DISABLE=1 $(BIN)/python -m rpbook.course build --out _build/course
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
