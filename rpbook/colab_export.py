@@ -83,31 +83,49 @@ class Chapter:
 
 
 def toc_notebooks(root: str | os.PathLike) -> list[tuple[Path, str]]:
-    """Every notebook of ``_toc.yml`` in reading order, with its chapter number ("" for the root page).
+    """Every notebook of ``_toc.yml`` in reading order, with its chapter number ("" when unnumbered).
 
-    Top-level entries are numbered 1, 2, ... when the toc says ``numbered``;
-    nested ``sections`` get ``n.k``, as Jupyter Book numbers them.
+    Entries are numbered 1, 2, ... where the toc (``options``) or their part
+    says ``numbered``, continuing across numbered parts; nested ``sections``
+    get ``n.k``, as Jupyter Book numbers them.
     """
     root = Path(root)
     toc = yaml.safe_load((root / "_toc.yml").read_text())
-    numbered = bool(toc.get("options", {}).get("numbered", False))
+    default = bool(toc.get("options", {}).get("numbered", False))
     found: list[tuple[Path, str]] = []
+    counter = 0
 
-    def visit(entries: Sequence[dict], prefix: str) -> None:
+    def visit(entries: Sequence[dict], prefix: str, numbered: bool, top: bool) -> None:
+        nonlocal counter
         for i, entry in enumerate(entries, start=1):
-            number = f"{prefix}{i}" if numbered else ""
+            number = ""
+            if numbered:
+                if top:
+                    counter += 1
+                number = f"{counter}" if top else f"{prefix}{i}"
             if "file" in entry:
                 path = root / f"{entry['file']}.ipynb"
                 if path.exists():
                     found.append((path, number))
-            visit(entry.get("sections", []), f"{number}." if number else "")
+            visit(entry.get("sections", []), f"{number}.", numbered and bool(number), False)
 
     root_nb = root / f"{toc['root']}.ipynb"
     if root_nb.exists():
         found.append((root_nb, ""))
-    chapters = list(toc.get("chapters", [])) + [c for part in toc.get("parts", []) for c in part.get("chapters", [])]
-    visit(chapters, "")
+    visit(toc.get("chapters", []), "", default, True)
+    for part in toc.get("parts", []):
+        visit(part.get("chapters", []), "", bool(part.get("numbered", default)), True)
     return found
+
+
+def uses_myst(path: str | os.PathLike) -> bool:
+    """Whether a notebook's Markdown uses MyST (a directive, role, target or glue): only then it needs a twin.
+
+    Plain-Markdown notebooks (the course's student labs) open in Colab as they are.
+    """
+    nb = nbformat.read(path, as_version=4)
+    pattern = re.compile(r"^ {0,3}(:{3,}|`{3,})\{[\w:-]+\}|\{[A-Za-z][\w:-]*\}`|^\([^)\s]+\)=\s*$", re.M)
+    return any(cell.cell_type == "markdown" and pattern.search(cell.source) for cell in nb.cells)
 
 
 def colab_path(root: str | os.PathLike, chapter: str | os.PathLike) -> Path:
@@ -518,12 +536,13 @@ def export_book(root: str | os.PathLike = ".", *, check: bool = False) -> list[P
     """Write (or with ``check`` only compare) the Colab twin of every notebook in ``_toc.yml`` (chapter 1).
 
     Returns the twins that were (or, with ``check``, would be) rewritten.
-    Twins of notebooks no longer in the toc are removed (reported as stale).
+    Notebooks without MyST get no twin (``uses_myst``). Twins of notebooks no
+    longer in the toc are removed (reported as stale).
     """
     root = Path(root)
-    notebooks = toc_notebooks(root)
+    notebooks = [(path, number) for path, number in toc_notebooks(root) if uses_myst(path)]
     if not notebooks:
-        raise ValueError(f"{root / '_toc.yml'} lists no notebooks")
+        raise ValueError(f"{root / '_toc.yml'} lists no notebook written in MyST")
     bib = Bibliography(_bibfiles(root))
     titles = {}
     for path, _ in notebooks:

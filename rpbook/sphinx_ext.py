@@ -22,7 +22,10 @@ def point_colab_button_at_twin(app, pagename: str, templatename: str, context: d
     source = root / f"{pagename}.ipynb"
     if not source.exists():
         return
-    twin = colab_path(root, source).relative_to(root).as_posix()
+    twin_path = colab_path(root, source)
+    if not twin_path.exists():  # a plain-Markdown notebook (a student lab): Colab opens it as it is
+        return
+    twin = twin_path.relative_to(root).as_posix()
     for group in context.get("header_buttons", []):
         for button in group.get("buttons", []) if isinstance(group, dict) else []:
             if button.get("text") == "Colab" and button.get("url", "").endswith(f"/{pagename}.ipynb"):

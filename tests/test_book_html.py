@@ -252,12 +252,14 @@ def test_every_chapter_with_a_widget_has_an_html_twin(browser, server):
     page.close()
 
 
+@pytest.mark.parametrize("screen", WIDTHS)
 @pytest.mark.parametrize("page_name", ASSIGNMENT_PAGES, ids=lambda c: Path(c).name)
-def test_assignment_page(browser, server, page_name):
+def test_assignment_page(browser, server, page_name, screen):
     """The instructor guide and each lab's student version: they load cleanly; labs have Colab and no solution."""
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     repo = config["repository"]["url"].removeprefix("https://github.com/")
-    page, errors = _open(browser, f"{server}/{page_name}.html")
+    page, errors = _open(browser, f"{server}/{page_name}.html", WIDTHS[screen])
+    _check_fits_the_screen(page)
     assert page.locator("article h1").count() >= 1, "no title"
     _check_images(page)
     _check_math(page)
@@ -267,6 +269,6 @@ def test_assignment_page(browser, server, page_name):
         assert colab.count() >= 1, "no Colab launch button for this lab"
         assert "grader.check(" in text and "Reference answer" not in text and "Rubric (" not in text
         assert "BEGIN SOLUTION" not in text
-    _screenshot(page, Path(page_name).name)
+    _screenshot(page, f"{Path(page_name).name}-{screen}")
     assert not _real_errors(errors), _real_errors(errors)
     page.close()

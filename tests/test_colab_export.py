@@ -13,10 +13,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rpbook.colab_export import Bibliography, colab_path, convert_notebook, export_book, main, toc_notebooks
+from rpbook.colab_export import Bibliography, colab_path, convert_notebook, export_book, main, toc_notebooks, uses_myst
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = toc_notebooks(ROOT)
+NOTEBOOKS = [(p, n) for p, n in toc_notebooks(ROOT) if uses_myst(p)]   # the chapters; plain labs need no twin
 MYST_LEFT = {
     "directive": re.compile(r"^\s*(:{3,}|`{3,})\{[\w:-]+\}", re.M),
     "role": re.compile(r"\{[\w:-]+\}`"),
@@ -84,6 +84,13 @@ def test_glued_numbers_are_substituted():
                 glue[name] = out["data"]["application/papermill.record/text/plain"]
     assert f"with {int(glue['params_dense']):,} parameters" in text
     assert f"accuracy of {float(glue['acc_dense']):.3f}" in text
+
+
+def test_plain_markdown_notebooks_get_no_twin():
+    plain = [p for p, _ in toc_notebooks(ROOT) if not uses_myst(p)]
+    for path in plain:  # e.g. the course's student labs: Colab opens them as they are
+        assert not colab_path(ROOT, path).exists(), path
+    assert len(NOTEBOOKS) >= 7
 
 
 def test_committed_twins_are_up_to_date():
