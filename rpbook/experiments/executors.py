@@ -47,7 +47,7 @@ SLURM_DEFAULTS = {"timeout_min": 240}
 # Generic submitit parameters (any cluster) and SLURM ones that may be given without the ``slurm_`` prefix.
 SUBMITIT_GENERIC = ("timeout_min", "mem_gb", "nodes", "cpus_per_task", "gpus_per_node", "tasks_per_node", "name")
 SLURM_SHORT = ("partition", "array_parallelism", "account", "qos", "constraint", "exclude", "gres", "mem",
-               "time", "comment", "additional_parameters", "setup")
+               "time", "comment")
 SLURM_OWN = ("folder", "cluster", "poll_s")
 
 
@@ -278,15 +278,16 @@ class LocalExecutor:
             left = set(futures)
             while left:
                 finished, left = wait(left, return_when=FIRST_COMPLETED)
-                for fut in finished:
+                failed = sorted((futures[f], f) for f in finished if f.exception() is not None)
+                for fut in finished:  # keep every unit that did finish before reporting one that failed
+                    if fut.exception() is None:
+                        sweep.finish(*fut.result())
+                if failed:
+                    i, fut = failed[0]
                     err = fut.exception()
-                    if err is not None:
-                        cause = getattr(err, "__cause__", None)
-                        remote = str(cause) if cause is not None else ""
-                        raise _failed(sweep, futures[fut], self.name,
-                                      f"{type(err).__name__}: {err}\n{remote}".rstrip()) from err
-                    i, value = fut.result()
-                    sweep.finish(i, value)
+                    cause = getattr(err, "__cause__", None)
+                    remote = str(cause).strip() if cause is not None else ""
+                    raise _failed(sweep, i, self.name, f"{type(err).__name__}: {err}" + (f"\n{remote}" if remote else "")) from err
             ok = True
         finally:
             if ok:
@@ -334,7 +335,11 @@ class SlurmExecutor:
         self.cluster = options.pop("cluster", "slurm")
         if self.cluster not in ("slurm", "local", "debug"):
             raise ValueError(f"executor option cluster must be slurm, local or debug, got {self.cluster!r}")
-        self.poll_s = float(options.pop("poll_s", 10.0 if self.cluster == "slurm" else 0.5))
+        poll = options.pop("poll_s", 10.0 if self.cluster == "slurm" else 0.5)
+        try:
+            self.poll_s = float(poll)
+        except ValueError:
+            raise ValueError(f"executor option poll_s must be a number of seconds, got {poll!r}") from None
         params: dict[str, Any] = {**SLURM_DEFAULTS}
         if workers is not None:  # at most this many jobs of the array at once
             options.setdefault("array_parallelism", str(workers))
