@@ -70,6 +70,9 @@ def test_same_numbers_serial_local_and_submitit(tmp_path):
         used = rec["provenance"]["executors"]
         assert [u["name"] for u in used] == [name] and used[0]["units"] == 2
         results[name] = strip_timings(rec["result"])
+        if name == "slurm":  # the jobs say where they trained and where their logs are
+            assert used[0]["devices"] == ["cpu"] and used[0]["jobs"] == 2
+            assert Path(used[0]["logs"]).parent == tmp_path / "jobs"
     assert results["local"] == results["serial"]
     assert results["slurm"] == results["serial"]
     assert len(results["serial"]["runs"]) == 2

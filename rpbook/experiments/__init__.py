@@ -4,7 +4,9 @@ Chapter 1 (*How to run this book*) explains the pattern. Each experiment
 module defines ``EXPERIMENT = Experiment(...)``: a config dataclass with a
 preset per profile (``quick``, ``standard``, ``full``) and ``run(config, ctx)``
 returning a JSON-able result. :func:`run_experiment` loads a stored result for
-exactly that config, or runs the experiment and stores it.
+exactly that config, or runs the experiment and stores it. ``run`` hands its
+independent units to ``ctx.map``, which runs them on an executor (serial, local
+processes, SLURM; :mod:`rpbook.experiments.executors`).
 """
 from __future__ import annotations
 
@@ -107,7 +109,7 @@ class RunContext:
             self.units_run += 1
             bar.update(1)
 
-        exp = get_experiment_object(self.experiment)
+        exp = _registered_experiment(self.experiment)
         module = experiment_module(exp) if exp is not None else ""
         earlier = tuple(self._outputs)
         threads = torch.get_num_threads()
@@ -132,7 +134,7 @@ class RunContext:
         return out
 
 
-def get_experiment_object(name: str) -> "Experiment | None":
+def _registered_experiment(name: str) -> "Experiment | None":
     """The registered experiment called ``name``, or ``None`` (a test's own experiment)."""
     try:
         return get_experiment(name)

@@ -161,6 +161,13 @@ def _run_indexed(index: int, task: UnitTask) -> tuple[int, Any]:
     return index, run_unit(task)
 
 
+def run_job(task: UnitTask) -> dict:
+    """What a SLURM job runs: :func:`run_unit`, plus the device it trained on (for the provenance)."""
+    from ..config import choose_device
+
+    return {"value": run_unit(task), "device": str(choose_device(_WORKER_DEVICE or task.device))}
+
+
 # ----------------------------------------------------------------------------- the sweep seen from the parent
 
 
@@ -266,8 +273,8 @@ class LocalExecutor:
         self.plan(sweep, len(indices))
         ctx = multiprocessing.get_context("spawn")
         devices = None
-        if self.devices is not None:
-            devices = ctx.Manager().Queue()
+        if self.devices is not None:  # each worker takes one GPU from this queue when it starts
+            devices = ctx.Queue()
             for d in self.devices:
                 devices.put(d)
         pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_start_local_worker,
@@ -359,6 +366,8 @@ class SlurmExecutor:
                 raise ValueError(f"executor option {key} must be an integer >= 1, got {params[key]!r}")
         self.params = params
         self.job_ids: list[str] = []
+        self.job_devices: set[str] = set()
+        self.folder_used: Path | None = None
         self.workers = 0
 
     def run(self, sweep: Sweep, indices: Sequence[int] | None = None) -> None:
@@ -370,13 +379,14 @@ class SlurmExecutor:
         if not indices:
             return
         folder = self.folder / f"{sweep.experiment}-{config_hash(sweep.experiment, sweep.config)}"
+        self.folder_used = folder.resolve()
         executor = submitit.AutoExecutor(folder=folder / "%j", cluster=self.cluster)
         params = dict(self.params)
         if self.cluster != "slurm":  # the slurm_ options mean nothing to the local/debug executors
             params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
         executor.update_parameters(name=params.pop("name", f"rpbook-{sweep.experiment}"), **params)
         try:
-            jobs = executor.map_array(run_unit, [sweep.make_task(i) for i in indices])
+            jobs = executor.map_array(run_job, [sweep.make_task(i) for i in indices])
         except FileNotFoundError as err:  # no sbatch here
             raise ValueError(f"cannot submit to SLURM ({err.filename or err}): run on a SLURM login node, or try "
                              f"the job path here with --executor-option cluster=local") from None
@@ -395,11 +405,12 @@ class SlurmExecutor:
                     del running[job]
                     progressed = True
                     try:
-                        value = job.result()
+                        done = job.result()
                     except Exception as err:
                         raise _failed(sweep, i, self.name, f"job {job.job_id} (log {job.paths.stderr}): "
                                       f"{str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}") from err
-                    sweep.finish(i, value)
+                    self.job_devices.add(done["device"])
+                    sweep.finish(i, done["value"])
                 if running and not progressed:
                     time.sleep(self.poll_s)
         finally:
@@ -410,7 +421,8 @@ class SlurmExecutor:
                     pass
 
     def describe(self) -> dict:
-        return {"name": self.name, "cluster": self.cluster, "jobs": len(self.job_ids)}
+        return {"name": self.name, "cluster": self.cluster, "jobs": len(self.job_ids),
+                "devices": sorted(self.job_devices), "logs": str(self.folder_used) if self.folder_used else None}
 
 
 EXECUTORS: dict[str, type] = {"serial": SerialExecutor, "local": LocalExecutor, "slurm": SlurmExecutor}
@@ -463,16 +475,26 @@ def run_sweep(sweep: Sweep, executor: Any, workers: int | None = None) -> Any:
     serial.run(sweep, sweep.pending[:1])
     seconds = time.perf_counter() - started
     rest = sweep.pending[1:]
-    local = LocalExecutor(workers=workers)
     gpus = torch.cuda.device_count() if sweep.device.type == "cuda" else 0
     slots = gpus if gpus > 1 else (free_cores() // max(1, sweep.threads) if sweep.device.type == "cpu" else 1)
     if workers is not None:
         slots = workers
-    if slots > 1 and seconds * len(rest) > PARALLEL_WORTH_S:
+    if slots > 1 and seconds * len(rest) > PARALLEL_WORTH_S and _importable(sweep):
+        local = LocalExecutor(workers=slots)
         local.run(sweep, rest)
         return local
     serial.run(sweep, rest)
     return serial
+
+
+def _importable(sweep: Sweep) -> bool:
+    """Whether a worker can rebuild this sweep's experiment (a test's own experiment may not be)."""
+    task = sweep.make_task(sweep.pending[0])
+    try:
+        find_experiment(task.experiment, task.module)
+    except (ValueError, ImportError):
+        return False
+    return True
 
 
 def experiment_module(exp: Any) -> str:
@@ -481,4 +503,4 @@ def experiment_module(exp: Any) -> str:
 
 
 __all__ = ["EXECUTORS", "UnitFailedError", "UnitTask", "make_executor", "parse_executor_options", "run_sweep",
-           "run_unit", "find_experiment", "free_cores", "usable_cores"]
+           "run_unit", "run_job", "find_experiment", "free_cores", "usable_cores"]
