@@ -236,7 +236,13 @@ def free_cores() -> int:
 
 
 class LocalExecutor:
-    """A pool of ``spawn``ed worker processes on this machine (CPU cores, or one per GPU)."""
+    """Worker processes on this machine (CPU cores, or one per GPU), this process being one of them.
+
+    ``workers`` counts the processes that train: this one, which starts on
+    the first unit at once, and ``workers - 1`` spawned ones, which join when
+    they have imported torch and rebuilt the sweep (a few seconds). So a pool
+    of two on two cores loses only one worker's start-up to the serial run.
+    """
 
     name = "local"
 
@@ -251,59 +257,107 @@ class LocalExecutor:
         self.devices: list[str] | None = None
 
     def plan(self, sweep: Sweep, units_left: int) -> None:
-        """Choose the number of workers and, on a multi-GPU machine, their devices."""
+        """Choose the number of workers and, on a multi-GPU machine, the spawned workers' devices."""
         gpus = torch.cuda.device_count() if sweep.device.type == "cuda" else 0
         pinned = sweep.requested_device not in (None, "auto", "cuda")
         if gpus > 1 and not pinned:
-            self.devices = [f"cuda:{k}" for k in range(gpus)]
             default = gpus
         else:
             default = max(1, usable_cores() // max(1, sweep.threads))
         self.workers = max(1, min(self.requested_workers or default, units_left))
-        if self.devices is not None:
-            self.devices = self.devices[: self.workers]
+        if gpus > 1 and not pinned:  # this process keeps its own GPU; each spawned worker takes another
+            mine = sweep.device.index if sweep.device.index is not None else torch.cuda.current_device()
+            self.devices = [f"cuda:{k}" for k in range(gpus) if k != mine][: self.workers - 1]
 
     def run(self, sweep: Sweep, indices: Sequence[int] | None = None) -> None:
         import multiprocessing
+        from collections import deque
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         indices = list(sweep.pending if indices is None else indices)
         if not indices:
             return
         self.plan(sweep, len(indices))
+        spawned = self.workers - 1
+        if spawned == 0:
+            SerialExecutor().run(sweep, indices)
+            return
         ctx = multiprocessing.get_context("spawn")
         devices = None
-        if self.devices is not None:  # each worker takes one GPU from this queue when it starts
+        if self.devices:  # each spawned worker takes one GPU from this queue when it starts
             devices = ctx.Queue()
             for d in self.devices:
                 devices.put(d)
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_start_local_worker,
+        pool = ProcessPoolExecutor(max_workers=spawned, mp_context=ctx, initializer=_start_local_worker,
                                    initargs=(sweep.threads, devices))
+        waiting = deque(indices)
+        inflight: dict[Any, int] = {}
+
+        def top_up() -> None:  # two units queued per worker, so none idles while this process trains one
+            while waiting and len(inflight) < 2 * spawned:
+                i = waiting.popleft()
+                inflight[pool.submit(_run_indexed, i, sweep.make_task(i))] = i
+
+        def harvest(block: bool) -> None:
+            if not inflight:
+                return
+            finished, _ = wait(list(inflight), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            failed = sorted((inflight[f], f) for f in finished if f.exception() is not None)
+            for fut in finished:  # keep every unit that did finish before reporting one that failed
+                i = inflight.pop(fut)
+                if fut.exception() is None:
+                    sweep.finish(*fut.result())
+            if failed:
+                i, fut = failed[0]
+                err = fut.exception()
+                cause = getattr(err, "__cause__", None)
+                remote = str(cause).strip() if cause is not None else ""
+                raise _failed(sweep, i, self.name,
+                              f"{type(err).__name__}: {err}" + (f"\n{remote}" if remote else "")) from err
+
         ok = False
+        restore = _stop_on_sigterm()
         try:
-            futures = {pool.submit(_run_indexed, i, sweep.make_task(i)): i for i in indices}
-            left = set(futures)
-            while left:
-                finished, left = wait(left, return_when=FIRST_COMPLETED)
-                failed = sorted((futures[f], f) for f in finished if f.exception() is not None)
-                for fut in finished:  # keep every unit that did finish before reporting one that failed
-                    if fut.exception() is None:
-                        sweep.finish(*fut.result())
-                if failed:
-                    i, fut = failed[0]
-                    err = fut.exception()
-                    cause = getattr(err, "__cause__", None)
-                    remote = str(cause).strip() if cause is not None else ""
-                    raise _failed(sweep, i, self.name, f"{type(err).__name__}: {err}" + (f"\n{remote}" if remote else "")) from err
+            top_up()
+            while waiting or inflight:
+                harvest(block=False)
+                top_up()
+                if waiting:  # this process trains a unit too, with the original function
+                    i = waiting.popleft()
+                    try:
+                        value = to_jsonable(sweep.fn(sweep.units[i]))
+                    except Exception as err:
+                        raise _failed(sweep, i, self.name, f"{type(err).__name__}: {err} (in the parent process)") from err
+                    sweep.finish(i, value)
+                else:
+                    harvest(block=True)
             ok = True
         finally:
-            if ok:
-                pool.shutdown(wait=True)
-            else:  # a failed unit or Ctrl-C: stop every worker now, not after their current unit
+            if not ok:  # a failed unit or Ctrl-C: keep what finished, then stop every worker now
+                for fut, i in list(inflight.items()):
+                    if fut.done() and not fut.cancelled() and fut.exception() is None:
+                        sweep.finish(*fut.result())
                 _stop_pool(pool)
+            else:
+                pool.shutdown(wait=True)
+            restore()
 
     def describe(self) -> dict:
         return {"name": self.name, "workers": self.workers, **({"devices": self.devices} if self.devices else {})}
+
+
+def _stop_on_sigterm() -> Callable[[], None]:
+    """Turn SIGTERM (``kill``, a cancelled job) into ``SystemExit`` while a pool runs, so its workers are stopped too."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _stop_pool(pool: Any) -> None:
