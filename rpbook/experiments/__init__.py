@@ -79,7 +79,7 @@ class RunContext:
     def map(self, units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None) -> list[Any]:
         """Run ``fn(unit)`` for every unit of a sweep on the context's executor, keeping finished units.
 
-        Chapter 1, *Sweeps on every core, or on a cluster*. Each finished unit
+        Chapter 1, *How to use this book* (*Regenerate a chapter's results*). Each finished unit
         is appended to the store's partial file at once (in the order units
         finish, by this process only); a rerun of the same config reuses them
         instead of training again. The values come back in the order of ``units``.

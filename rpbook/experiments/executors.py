@@ -1,15 +1,16 @@
 """How a sweep's independent units run: one after another, on this machine's cores, or as SLURM jobs.
 
-Chapter 1, *How to run this book* (section *Sweeps on every core, or on a
-cluster*). Every experiment hands its units to ``ctx.map(units, fn)``
+Chapter 1, *How to use this book* (paragraph *Regenerate a chapter's
+results*); the README's *Sweeps on every core, or on a cluster* has the
+recipes. Every experiment hands its units to ``ctx.map(units, fn)``
 (:class:`~rpbook.experiments.RunContext`); an executor from
 :data:`EXECUTORS` decides where ``fn(unit)`` runs:
 
 ``serial``
     in this process, one unit after another;
 ``local``
-    a pool of worker processes (``spawn``), each with this process's torch
-    thread count, or one process per GPU when there are several;
+    this process and ``spawn``ed worker processes, each with this process's
+    torch thread count: one per core, or one per GPU when there are several;
 ``slurm``
     one SLURM job per unit (a job array) through submitit.
 
@@ -125,7 +126,7 @@ def find_experiment(name: str, module: str):
 
 
 def run_unit(task: UnitTask) -> Any:
-    """Run one unit of a sweep in a worker and return its JSON-able value (chapter 1, *Sweeps on every core*).
+    """Run one unit of a sweep in a worker and return its JSON-able value (chapter 1, *How to use this book*).
 
     Sets torch's thread count to the parent's (CPU results depend on it),
     rebuilds the sweep's function once per worker process by running the
@@ -483,7 +484,7 @@ EXECUTORS: dict[str, type] = {"serial": SerialExecutor, "local": LocalExecutor, 
 
 
 def make_executor(name: str | None = None, options: dict[str, str] | None = None, workers: int | None = None):
-    """The executor called ``name`` (chapter 1, *Sweeps on every core, or on a cluster*).
+    """The executor called ``name`` (chapter 1, *How to use this book*).
 
     ``None`` means ``$RPBOOK_EXECUTOR``, else ``auto`` (returned as ``None``):
     the first unit runs here, and the rest go to a ``local`` pool when more
