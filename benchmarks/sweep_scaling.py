@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from rpbook.experiments import get_experiment, run_experiment
-from rpbook.experiments.executors import UnitTask, _FunctionFound, _RebuildContext, usable_cores
+from rpbook.experiments.executors import sweep_units, usable_cores
 from rpbook.results import ResultStore
 
 EXPERIMENT = "rule_seed_spread"
@@ -95,23 +95,8 @@ def measure(rounds: int, workers: int) -> None:
 
 def full_units(name: str) -> tuple[object, list[dict]]:
     """The full preset's config and its units, from the experiment's own ``run`` (no training, no data)."""
-    exp = get_experiment(name)
-    config = exp.config("full")
-    task = UnitTask(experiment=name, module="", config=config, sweep=0, earlier=(), unit={}, device="cpu", threads=1)
-    ctx = _RebuildContext(task, "cpu")
-    captured = {}
-    real_map = ctx.map
-
-    def map_and_keep(units, fn, desc=None):
-        captured["units"] = list(units)
-        return real_map(units, fn, desc)
-
-    ctx.map = map_and_keep
-    try:
-        exp.run(config, ctx)
-    except _FunctionFound:
-        pass
-    return config, captured["units"]
+    config = get_experiment(name).config("full")
+    return config, sweep_units(name, config)
 
 
 def architecture_of(config, unit: dict) -> dict:

@@ -1,6 +1,5 @@
 """Executors for sweeps: same numbers on serial, local and submitit; failed units, resume, Ctrl-C, the default."""
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -181,3 +180,12 @@ def test_cli_run_documents_executors(capsys):
         assert word in text
     assert main(["run", "rule_seed_spread", "--executor", "slurm", "--executor-option", "partition"]) == 2
     assert "--executor-option must be key=value, got 'partition'" in capsys.readouterr().err
+
+
+def test_sweep_units_lists_a_full_sweep_without_training():
+    from rpbook.experiments import get_experiment
+    from rpbook.experiments.executors import sweep_units
+
+    config = get_experiment("rule_seed_spread").config("full")  # CIFAR-10: never loaded here
+    units = sweep_units("rule_seed_spread", config)
+    assert units == [{"rule": r, "seed": s} for r in config.rules for s in config.seeds] and len(units) == 10

@@ -149,6 +149,33 @@ def run_unit(task: UnitTask) -> Any:
     return to_jsonable(fn(task.unit))
 
 
+def sweep_units(name: str, config: Any) -> list[dict]:
+    """The units of an experiment's first sweep for ``config``, without training any (chapter 1, *How to use this book*).
+
+    Runs the experiment's ``run`` up to its ``ctx.map`` call and stops there:
+    what a cluster would be asked to run, e.g. to estimate a sweep's cost.
+    """
+    from . import get_experiment
+
+    exp = get_experiment(name)
+    task = UnitTask(experiment=name, module=experiment_module(exp), config=config, sweep=0, earlier=(), unit={},
+                    device="cpu", threads=torch.get_num_threads())
+    ctx = _RebuildContext(task, "cpu")
+    seen: list[dict] = []
+    rebuild_map = ctx.map
+
+    def map_and_keep(units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None) -> list[Any]:
+        seen.extend(units)
+        return rebuild_map(units, fn, desc)
+
+    ctx.map = map_and_keep  # type: ignore[method-assign]
+    try:
+        exp.run(config, ctx)
+    except _FunctionFound:
+        return [dict(u) for u in seen]
+    raise RuntimeError(f"{name}.run finished without calling ctx.map")
+
+
 def _start_local_worker(threads: int, devices: Any) -> None:
     """Initializer of a ``local`` worker: Ctrl-C is the parent's to handle; one thread count; its own GPU."""
     global _WORKER_DEVICE
@@ -558,4 +585,4 @@ def experiment_module(exp: Any) -> str:
 
 
 __all__ = ["EXECUTORS", "UnitFailedError", "UnitTask", "make_executor", "parse_executor_options", "run_sweep",
-           "run_unit", "run_job", "find_experiment", "free_cores", "usable_cores"]
+           "run_unit", "run_job", "find_experiment", "free_cores", "usable_cores", "sweep_units"]
