@@ -71,6 +71,7 @@ def test_same_numbers_serial_local_and_submitit(tmp_path):
         results[name] = strip_timings(rec["result"])
         if name == "slurm":  # the jobs say where they trained and where their logs are
             assert used[0]["devices"] == ["cpu"] and used[0]["jobs"] == 2
+            assert [env["torch_threads"] for env in used[0]["numeric_envs"]] == [rec["provenance"]["torch_threads"]]
             assert Path(used[0]["logs"]).parent == tmp_path / "jobs"
     assert results["local"] == results["serial"]
     assert results["slurm"] == results["serial"]

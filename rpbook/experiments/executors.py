@@ -190,10 +190,12 @@ def _run_indexed(index: int, task: UnitTask) -> tuple[int, Any]:
 
 
 def run_job(task: UnitTask) -> dict:
-    """What a SLURM job runs: :func:`run_unit`, plus the device it trained on (for the provenance)."""
-    from ..config import choose_device
+    """What a SLURM job runs: :func:`run_unit`, plus where it ran (device, numeric environment) for the provenance."""
+    from ..config import choose_device, numeric_environment
 
-    return {"value": run_unit(task), "device": str(choose_device(_WORKER_DEVICE or task.device))}
+    value = run_unit(task)
+    device = choose_device(_WORKER_DEVICE or task.device)
+    return {"value": value, "device": str(device), "numeric_env": numeric_environment(device)}
 
 
 # ----------------------------------------------------------------------------- the sweep seen from the parent
@@ -449,6 +451,7 @@ class SlurmExecutor:
         self.params = params
         self.job_ids: list[str] = []
         self.job_devices: set[str] = set()
+        self.job_envs: dict[str, dict] = {}
         self.folder_used: Path | None = None
         self.workers = 0
 
@@ -492,6 +495,7 @@ class SlurmExecutor:
                         raise _failed(sweep, i, self.name, f"job {job.job_id} (log {job.paths.stderr}): "
                                       f"{str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__}") from err
                     self.job_devices.add(done["device"])
+                    self.job_envs[json.dumps(done["numeric_env"], sort_keys=True)] = done["numeric_env"]
                     sweep.finish(i, done["value"])
                 if running and not progressed:
                     time.sleep(self.poll_s)
@@ -504,7 +508,8 @@ class SlurmExecutor:
 
     def describe(self) -> dict:
         return {"name": self.name, "cluster": self.cluster, "jobs": len(self.job_ids),
-                "devices": sorted(self.job_devices), "logs": str(self.folder_used) if self.folder_used else None}
+                "devices": sorted(self.job_devices), "numeric_envs": list(self.job_envs.values()),
+                "logs": str(self.folder_used) if self.folder_used else None}
 
 
 EXECUTORS: dict[str, type] = {"serial": SerialExecutor, "local": LocalExecutor, "slurm": SlurmExecutor}
