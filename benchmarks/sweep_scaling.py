@@ -7,7 +7,9 @@ the same machine state, 1 torch thread per process (as the stored results were
 made). Prints each wall time and CPU time (workers included), the speed-up per
 round and its median, and checks that both executors give the committed numbers
 bit for bit. On a busy machine the wall-time ratio measures the other processes
-too; the ratio from CPU seconds says what the pool would give on idle cores.
+too (and Linux's autogroup gives a whole session one share of a contended CPU,
+however many processes it runs); the ratio from CPU seconds says what the pool
+would give on idle cores.
 
 Part 2 (a paper estimate): the ``full`` presets of chapter 3's experiments,
 counted unit by unit without training (their ``run`` is stopped at its
