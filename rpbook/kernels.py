@@ -44,8 +44,8 @@ from .masks import check_density
 LAYOUTS: tuple[str, ...] = ("csr", "bsr")
 #: Mask structures compared in chapter 8 at equal density.
 PATTERNS: tuple[str, ...] = ("er", "block", "nm")
-#: Bytes per index PyTorch stores for CSR/BSR tensors (int64 by default).
-INDEX_BYTES = 8
+#: Bytes per index of :class:`CSRLinear` (int32; PyTorch's own default, int64, takes 8).
+INDEX_BYTES = 4
 
 
 @contextlib.contextmanager
@@ -88,9 +88,11 @@ class _CSRMatmul(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, values: torch.Tensor, bias: torch.Tensor | None, layer: "CSRLinear"):
-        weight = layer.weight_csr(values)
-        with quiet_sparse_warnings():
-            out = torch.sparse.mm(weight, x.t()).t()   # (out, B) -> (B, out)
+        weight = layer.weight_csr()              # cached; shares its values with the parameter
+        if x.shape[0] == 1:                      # one example: a sparse matrix-vector product is cheaper
+            out = (weight @ x[0]).unsqueeze(0)
+        else:
+            out = (weight @ x.t()).t()           # (out, B) -> (B, out)
         if bias is not None:
             out = out + bias
         ctx.layer = layer
@@ -103,15 +105,13 @@ class _CSRMatmul(torch.autograd.Function):
         x, values = ctx.saved_tensors
         layer = ctx.layer
         grad_x = grad_values = grad_bias = None
-        with quiet_sparse_warnings():
-            if ctx.needs_input_grad[0]:
-                # dL/dx = dL/dy W: a sparse product with W^T, stored as its own CSR (values permuted)
-                grad_x = torch.sparse.mm(layer.weight_t_csr(values), grad_out.t()).t()
-            if ctx.needs_input_grad[1]:
-                # dL/dW = (dL/dy)^T x, needed only where W is kept: a sampled dense-dense product
-                pattern = layer.weight_csr(values.detach())
-                grad_values = torch.sparse.sampled_addmm(pattern, grad_out.t().contiguous(), x.contiguous(),
-                                                         beta=0.0, alpha=1.0).values()
+        if ctx.needs_input_grad[0]:
+            # dL/dx = dL/dy W: a sparse product with W^T, stored as its own CSR (values permuted)
+            grad_x = (layer.weight_t_csr(values.detach()) @ grad_out.t()).t()
+        if ctx.needs_input_grad[1]:
+            # dL/dW = (dL/dy)^T x, needed only where W is kept: a sampled dense-dense product (SDDMM)
+            grad_values = torch.sparse.sampled_addmm(layer.weight_csr(), grad_out.t().contiguous(), x.contiguous(),
+                                                     beta=0.0, alpha=1.0).values()
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_out.sum(0)
         return grad_x, grad_values, grad_bias, None
@@ -139,13 +139,20 @@ class CSRLinear(nn.Module):
         self.values = nn.Parameter(values.detach().clone())
         self.bias = nn.Parameter(bias.detach().clone()) if bias is not None else None
         self._set_structure(rows, cols)
+        with quiet_sparse_warnings():  # PyTorch warns once per process that CSR is beta: here, not mid-training
+            self.weight_csr()
 
     def _set_structure(self, rows: torch.Tensor, cols: torch.Tensor) -> None:
         s = _csr_structure(rows.cpu(), cols.cpu(), self.out_features, self.in_features)
         device = self.values.device
+        # int32 indices when they fit: half the index memory, and faster kernels (measured in chapter 8)
+        small = max(rows.numel(), self.out_features, self.in_features) < 2**31 - 1
+        index = torch.int32 if small else torch.int64
         for name, tensor in (("crow_indices", s["crow"]), ("col_indices", s["col"]), ("t_crow_indices", s["t_crow"]),
-                             ("t_col_indices", s["t_col"]), ("t_perm", s["perm"])):
-            self.register_buffer(name, tensor.to(device))
+                             ("t_col_indices", s["t_col"])):
+            self.register_buffer(name, tensor.to(device, index))
+        self.register_buffer("t_perm", s["perm"].to(device))
+        self._cache: tuple | None = None
 
     @classmethod
     def from_dense(cls, linear: nn.Linear, mask: torch.Tensor | None = None) -> "CSRLinear":
@@ -176,18 +183,30 @@ class CSRLinear(nn.Module):
         return self.nnz / (self.in_features * self.out_features)
 
     def weight_csr(self, values: torch.Tensor | None = None) -> torch.Tensor:
-        """The weight as a ``torch.sparse_csr_tensor`` of shape ``(out, in)``."""
-        values = self.values if values is None else values
-        with quiet_sparse_warnings():
-            return torch.sparse_csr_tensor(self.crow_indices, self.col_indices, values,
-                                           (self.out_features, self.in_features), check_invariants=False)
+        """The weight as a ``torch.sparse_csr_tensor`` of shape ``(out, in)``.
+
+        Without ``values`` it is built once and kept: it shares its values
+        with the ``values`` parameter, so in-place optimizer steps show up in
+        it; a new parameter tensor (``rewire_``, ``.to(device)``) rebuilds it.
+        """
+        if values is None:
+            key = self.values.data_ptr()  # _set_structure resets the cache when the indices change
+            cache = self._cache
+            if cache is None or cache[0] != key:
+                cache = self._cache = (key, self._build(self.crow_indices, self.col_indices, self.values.detach(),
+                                                        (self.out_features, self.in_features)))
+            return cache[1]
+        return self._build(self.crow_indices, self.col_indices, values, (self.out_features, self.in_features))
 
     def weight_t_csr(self, values: torch.Tensor | None = None) -> torch.Tensor:
-        """``W^T`` in CSR, shape ``(in, out)``, sharing the values (permuted)."""
-        values = self.values if values is None else values
-        with quiet_sparse_warnings():
-            return torch.sparse_csr_tensor(self.t_crow_indices, self.t_col_indices, values[self.t_perm],
-                                           (self.in_features, self.out_features), check_invariants=False)
+        """``W^T`` in CSR, shape ``(in, out)``, with the values permuted (a copy)."""
+        values = self.values.detach() if values is None else values
+        return self._build(self.t_crow_indices, self.t_col_indices, values[self.t_perm],
+                           (self.in_features, self.out_features))
+
+    @staticmethod
+    def _build(crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
 
     def mask(self) -> torch.Tensor:
         """The 0/1 pattern as a dense ``bool`` tensor (for checks and for converting back)."""
@@ -197,9 +216,9 @@ class CSRLinear(nn.Module):
         return out
 
     def rows_cols(self) -> tuple[torch.Tensor, torch.Tensor]:
-        counts = self.crow_indices[1:] - self.crow_indices[:-1]
+        counts = (self.crow_indices[1:] - self.crow_indices[:-1]).long()
         rows = torch.repeat_interleave(torch.arange(self.out_features, device=counts.device), counts)
-        return rows, self.col_indices
+        return rows, self.col_indices.long()
 
     def to_dense_weight(self) -> torch.Tensor:
         """The dense weight with zeros where nothing is kept."""
@@ -207,7 +226,17 @@ class CSRLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
-        out = _CSRMatmul.apply(x.reshape(-1, self.in_features), self.values, self.bias, self)
+        x2 = x.reshape(-1, self.in_features)
+        if torch.is_grad_enabled() and (x.requires_grad or self.values.requires_grad):
+            out = _CSRMatmul.apply(x2, self.values, self.bias, self)
+        else:  # inference: skip the autograd bookkeeping (about 10 µs a call, as much as a small product)
+            weight, bias = self.weight_csr(), self.bias
+            if x2.shape[0] == 1:
+                out = (weight @ x2[0]).unsqueeze(0)
+            else:
+                out = (weight @ x2.t()).t()
+            if bias is not None:
+                out = out + bias
         return out.reshape(*lead, self.out_features)
 
     def weight_bytes(self) -> int:
@@ -451,9 +480,9 @@ def weight_bytes(model: nn.Module) -> dict[str, int]:
 def csr_bytes(rows: int, cols: int, nnz: int, value_bytes: int = 4, index_bytes: int = INDEX_BYTES) -> int:
     """Bytes of a CSR matrix: ``nnz`` values and column indices plus ``rows + 1`` row pointers (chapter 8).
 
-    With float32 values and int64 indices that is ``12 nnz + 8 (rows + 1)``:
+    With float32 values and int32 indices that is ``8 nnz + 4 (rows + 1)``:
     CSR needs less memory than the dense ``4 rows cols`` only below a density
-    of about 1/3.
+    of about 1/2 (about 1/3 with PyTorch's default int64 indices).
     """
     return nnz * (value_bytes + index_bytes) + (rows + 1) * index_bytes
 
@@ -587,6 +616,16 @@ def semi_structured_linear(linear: nn.Linear, mask: torch.Tensor | None = None) 
 # ----------------------------------------------------------------------------- timing
 
 
+#: Clocks :func:`median_time` can read: the CPU time of the calling thread, or the wall clock.
+CLOCKS: dict[str, Callable[[], float]] = {"thread": time.thread_time, "wall": time.perf_counter}
+
+
+def _clock(name: str) -> Callable[[], float]:
+    if name not in CLOCKS:
+        raise ValueError(f"unknown clock {name!r}; allowed: {', '.join(CLOCKS)}")
+    return CLOCKS[name]
+
+
 @contextlib.contextmanager
 def fixed_threads(threads: int) -> Iterator[None]:
     """Run the block with ``torch.set_num_threads(threads)``, then restore (chapter 8, *How we measure*)."""
@@ -600,14 +639,20 @@ def fixed_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def median_time(fn: Callable[[], object], *, repeats: int = 20, warmup: int = 3, min_time_s: float = 0.0) -> float:
-    """Median wall-clock seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls (chapter 8).
+def median_time(fn: Callable[[], object], *, repeats: int = 20, warmup: int = 3, min_time_s: float = 0.0,
+                clock: str = "thread") -> float:
+    """Median seconds of ``fn()`` over ``repeats`` calls after ``warmup`` calls (chapter 8, *How we measure*).
 
-    The median ignores the occasional call slowed by another process; the
-    warm-up calls let caches, allocators and lazily built kernels settle.
+    ``clock="thread"`` (default) reads the CPU time of the calling thread:
+    with one torch thread all the arithmetic runs there, and time spent
+    waiting while other processes use the CPU is not counted, which on a
+    shared machine is most of the noise. ``clock="wall"`` reads the wall
+    clock (what a user waits). The median ignores the occasional slowed call;
+    the warm-up calls let caches, allocators and lazily built kernels settle.
     ``min_time_s`` repeats a very fast ``fn`` inside each timed call until
     that much time has passed, and divides (timer resolution).
     """
+    now = _clock(clock)
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
@@ -616,29 +661,30 @@ def median_time(fn: Callable[[], object], *, repeats: int = 20, warmup: int = 3,
         fn()
     inner = 1
     if min_time_s > 0:
-        start = time.perf_counter()
+        start = now()
         fn()
-        once = max(time.perf_counter() - start, 1e-9)
+        once = max(now() - start, 1e-9)
         inner = max(1, int(math.ceil(min_time_s / once)))
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = now()
         for _ in range(inner):
             fn()
-        times.append((time.perf_counter() - start) / inner)
+        times.append((now() - start) / inner)
     return float(statistics.median(times))
 
 
 def interleaved_median_times(fns: dict[str, Callable[[], object]], *, repeats: int = 20, warmup: int = 3,
-                             min_time_s: float = 0.0) -> dict[str, float]:
+                             min_time_s: float = 0.0, clock: str = "thread") -> dict[str, float]:
     """Median seconds per call of each function, timed in turns: A, B, A, B, ... (chapter 8, *How we measure*).
 
     On a shared machine the load changes from second to second. Timing the
     contenders in alternation exposes them to the same load, so their
     *ratio* is steadier than that of two medians measured one after the
     other. Each function gets :func:`median_time`'s warm-up and inner-loop
-    treatment.
+    treatment, and the same ``clock``.
     """
+    now = _clock(clock)
     if not fns:
         raise ValueError("need at least one function to time")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
@@ -649,17 +695,17 @@ def interleaved_median_times(fns: dict[str, Callable[[], object]], *, repeats: i
     for name, fn in fns.items():
         for _ in range(warmup):
             fn()
-        start = time.perf_counter()
+        start = now()
         fn()
-        once = max(time.perf_counter() - start, 1e-9)
+        once = max(now() - start, 1e-9)
         inner[name] = max(1, int(math.ceil(min_time_s / once))) if min_time_s > 0 else 1
     times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = now()
             for _ in range(inner[name]):
                 fn()
-            times[name].append((time.perf_counter() - start) / inner[name])
+            times[name].append((now() - start) / inner[name])
     return {name: float(statistics.median(t)) for name, t in times.items()}
 
 

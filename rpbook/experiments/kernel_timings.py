@@ -28,23 +28,26 @@ from dataclasses import dataclass
 import torch
 
 from ..config import check_seed
-from ..kernels import (crossover_density, fixed_threads, interleaved_median_times, machine_description, nm_for_density,
+from ..kernels import (CLOCKS, crossover_density, fixed_threads, interleaved_median_times, machine_description, nm_for_density,
                        sparsify, structured_mask, training_step, weight_bytes)
 from ..masks import check_density, mask_model
 from ..models import MLP
+from ..results import Tolerance
 from . import Experiment, RunContext
 
-#: How a re-measurement compares with the stored result, per result field (leaf key, at any depth):
-#: ``"exact"``: equal; a number: relative tolerance ``|new - old| <= tol * |old|``; ``"ignore"``: not compared.
-#: The times are medians on a shared CPU: another run, or another load, moves them by tens of percent.
-TOLERANCES: dict[str, str | float] = {
-    "width": "exact", "density": "exact", "batch": "exact", "pattern": "exact", "kernel": "exact",
-    "nnz": "exact", "bytes_dense": "exact", "bytes_values": "exact", "bytes_indices": "exact",
-    "realized_density": "exact", "in_features": "exact", "num_classes": "exact", "layer": "exact",
-    "infer_dense_s": 1.0, "infer_sparse_s": 1.0, "train_masked_s": 1.0, "train_sparse_s": 1.0,
-    "dense_s": 1.0, "sparse_s": 1.0,
-    "machine": "ignore", "semi_structured_2_4": "ignore",
+# Medians of thread CPU time on a shared CPU. Cells of the grid measured twice during development on this
+# 2-core machine under the load of other processes (load average 5-13) moved by up to about 60 %; bytes, counts
+# and densities are exact. The times need their tolerance even on the same numeric environment: a
+# re-measurement is never bit-identical.
+_TIMING = Tolerance(rel=0.75, why="CPU-time medians on a shared CPU: repeated cells moved by up to ~60 %")
+TOLERANCES = {
+    "mlp.#.infer_dense_s": _TIMING, "mlp.#.infer_sparse_s": _TIMING,
+    "mlp.#.train_masked_s": _TIMING, "mlp.#.train_sparse_s": _TIMING,
+    "structure.#.dense_s": _TIMING, "structure.#.sparse_s": _TIMING,
+    "machine.*": Tolerance(rel=1e9, why="a description of the machine and its load, not a measurement"),
 }
+#: Result fields that are wall-clock measurements (compared within their tolerance even on the same machine).
+TIMING_FIELDS = tuple(k for k, v in TOLERANCES.items() if v is _TIMING)
 
 
 def _check_ints(name: str, values: object, minimum: int = 1) -> tuple[int, ...]:
@@ -71,9 +74,10 @@ class KernelTimingsConfig:
     structure_batch: int = 64
     structure_densities: tuple[float, ...] = (0.5, 0.25, 0.125, 0.0625, 0.03125)
     block: int = 16
-    repeats: int = 7
+    repeats: int = 9
     warmup: int = 2
-    min_time_s: float = 0.005
+    min_time_s: float = 0.0
+    clock: str = "thread"
     threads: int = 1
     seed: int = 0
 
@@ -96,6 +100,8 @@ class KernelTimingsConfig:
             raise ValueError(f"block ({self.block}) must divide structure_width ({self.structure_width})")
         if isinstance(self.min_time_s, bool) or not isinstance(self.min_time_s, (int, float)) or self.min_time_s < 0:
             raise ValueError(f"min_time_s must be a number >= 0, got {self.min_time_s!r}")
+        if self.clock not in CLOCKS:
+            raise ValueError(f"unknown clock {self.clock!r}; allowed: {', '.join(CLOCKS)}")
         check_seed(self.seed)
 
 
@@ -118,7 +124,7 @@ def measure_mlp(config: KernelTimingsConfig, width: int, density: float, batch: 
     gen = torch.Generator().manual_seed(config.seed)
     x = torch.randn(batch, config.in_features, generator=gen)
     y = torch.randint(0, config.num_classes, (batch,), generator=gen)
-    kw = dict(repeats=config.repeats, warmup=config.warmup, min_time_s=config.min_time_s)
+    kw = dict(repeats=config.repeats, warmup=config.warmup, min_time_s=config.min_time_s, clock=config.clock)
     with torch.inference_mode():
         infer = interleaved_median_times({"dense": lambda: model(x), "sparse": lambda: sparse(x)}, **kw)
     # a small learning rate: hundreds of timed steps must not blow the weights up (the time does not care)
@@ -155,7 +161,7 @@ def measure_structure(config: KernelTimingsConfig, density: float) -> list[dict]
         fns = {"dense": lambda: layer(x), **{k: (lambda m=m: m(x)) for k, m in kernels.items()}}
         with torch.inference_mode():
             times = interleaved_median_times(fns, repeats=config.repeats, warmup=config.warmup,
-                                             min_time_s=config.min_time_s)
+                                             min_time_s=config.min_time_s, clock=config.clock)
         for kernel, module in kernels.items():
             b = weight_bytes(module)
             rows.append({"pattern": pattern, "kernel": kernel, "density": density,
@@ -230,4 +236,5 @@ EXPERIMENT = Experiment(
     description="CSR vs dense kernels: inference and training-step time and weight bytes over width × density × batch",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )

@@ -28,11 +28,20 @@ from ..kernels import PATTERNS, nm_for_density, structured_mask
 from ..masks import Masking, maskable_layers
 from ..models import MLP
 from ..train import TrainConfig, fit
+from ..results import Tolerance
 from . import Experiment, RunContext
 from ._sparse_sweep import check_common, check_sparse_densities, seed_stats, train_preset
 
-#: Every field is reproduced exactly on the same numeric environment (CPU capability, torch threads).
-TOLERANCES: dict[str, str | float] = {"*": "exact", "wall_time_s": "ignore"}
+# Bit-identical on the same numeric environment. Elsewhere training drifts in the last bits; like chapter 3's
+# sweeps, a test accuracy may move by a few of the 1000 MNIST-1D test examples (not measured for this
+# experiment yet: a bound of 1 % per run, 1 % on a mean, 1.5 % on a spread).
+TOLERANCES = {
+    "runs.#.test_acc": Tolerance(abs=0.01, why="10 of 1000 test examples; not yet measured on another CPU"),
+    "runs.#.test_loss": Tolerance(rel=0.05, why="not yet measured on another CPU"),
+    "stats.*.mean": Tolerance(abs=0.01, why="as test_acc"), "stats.*.min": Tolerance(abs=0.01, why="as test_acc"),
+    "stats.*.max": Tolerance(abs=0.01, why="as test_acc"), "stats.*.std": Tolerance(abs=0.015, why="as test_acc"),
+    "stats.*.sem": Tolerance(abs=0.01, why="as test_acc"),
+}
 
 
 @dataclass(frozen=True)
@@ -140,4 +149,5 @@ EXPERIMENT = Experiment(
     description="test accuracy of ER vs block-sparse vs N:M random masks at equal density (MLP on MNIST-1D)",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )
