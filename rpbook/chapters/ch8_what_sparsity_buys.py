@@ -130,7 +130,7 @@ def plot_memory(result: Mapping, width: int, ax: "plt.Axes | None" = None) -> "p
     ax.plot(d, [p * dense for p in d], "--", color=PALETTE["grey"], label="ideal: p × dense")
     ax.plot(d, [r["bytes_values"] / mb for r in rows], "o-", color=PALETTE["sky"], label="CSR values")
     ax.plot(d, [(r["bytes_values"] + r["bytes_indices"]) / mb for r in rows], "o-", color=PALETTE["blue"],
-            label="CSR values + indices (int64)")
+            label="CSR values + indices (int32)")
     _density_axis(ax, d)
     ax.set_yscale("log")
     ax.set_ylabel("weight memory (MB)")

@@ -108,7 +108,7 @@ class KernelTimingsConfig:
 def presets(profile: str) -> KernelTimingsConfig:
     """``quick``: one small width, seconds. ``standard``/``full``: the chapter's grid (CPU kernels either way)."""
     if profile == "quick":
-        return KernelTimingsConfig(widths=(64,), densities=(0.5, 0.1), batches=(1, 8), structure_width=64,
+        return KernelTimingsConfig(widths=(64,), densities=(0.5, 0.1), batches=(1, 64), structure_width=64,
                                    structure_batch=8, structure_densities=(0.5, 0.25), block=8, repeats=2, warmup=1,
                                    min_time_s=0.0)
     if profile in ("standard", "full"):
