@@ -49,6 +49,16 @@ def _density_axis(ax: "plt.Axes", densities: Sequence[float]) -> None:
     ax.set_xlabel("density p (kept fraction of weights)")
 
 
+def _speed_axis(ax: "plt.Axes") -> None:
+    """Log scale for speed-ups with plain tick labels (0.5, 1, 2, 10), readable on a phone."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _lookup(rows: Sequence[Mapping], **keys) -> Mapping:
     for r in rows:
         if all(abs(r[k] - v) < 1e-12 if isinstance(v, float) else r[k] == v for k, v in keys.items()):
@@ -77,7 +87,7 @@ def plot_speedup_vs_density(result: Mapping, width: int, *, kind: str = "infer",
         ax.plot([r["density"] for r in cell], [r["speedup"] for r in cell], "o-", color=BATCH_COLORS[i % 5],
                 label=f"batch {b}")
     _density_axis(ax, densities)
-    ax.set_yscale("log")
+    _speed_axis(ax)
     ax.set_ylabel("speed-up over " + ("dense" if kind == "infer" else "masked dense") + " (×)")
     ax.set_title(f"{KIND_LABEL[kind]}, MLP {result['in_features']}-{width}-{width}-{result['num_classes']}")
     ax.legend(fontsize=8)
@@ -110,7 +120,7 @@ def plot_speedup_by_width(result: Mapping, batch: int, axes: "Sequence[plt.Axes]
             ax.plot([r["density"] for r in cell], [r["speedup"] for r in cell], "o-", color=WIDTH_COLORS[i % 4],
                     label=f"width {w}")
         _density_axis(ax, densities)
-        ax.set_yscale("log")
+        _speed_axis(ax)
         ax.set_title(f"{KIND_LABEL[kind]}, batch {batch}")
         ax.legend(fontsize=8)
     axes[0].set_ylabel("speed-up over dense / masked dense (×)")
@@ -152,8 +162,11 @@ def plot_structure_speed(result: Mapping, ax: "plt.Axes | None" = None) -> "plt.
         ax.plot([r["density"] for r in cell], [r["dense_s"] / r["sparse_s"] for r in cell], marker,
                 color=PATTERN_STYLE[pattern]["color"], label=f"{PATTERN_STYLE[pattern]['label']}, {kernel.upper()}")
     _density_axis(ax, densities)
-    ax.set_yscale("log")
+    _speed_axis(ax)
     ax.set_ylabel("speed-up over dense (×)")
+    ax.set_title(f"one {math.isqrt(rows[0]['bytes_dense'] // 4)} × {math.isqrt(rows[0]['bytes_dense'] // 4)} layer, "
+                 "inference")
+    ax.legend(fontsize=8)
     return ax
 
 
@@ -208,7 +221,7 @@ def draw_speedup_frame(figure: Figure, result: Mapping, density: float, batch: i
             ax.axhline(1.0, color=PALETTE["black"], lw=0.8)
             for xi, v in zip(x, vals):
                 ax.text(xi, v, f"{v:.2f}×", ha="center", va="bottom", fontsize=8)
-            ax.set_yscale("log")
+            _speed_axis(ax)
             ax.set_ylim(0.05, 200)
             ax.set_xticks(x, [str(w) for w in widths])
             ax.set_xlabel("hidden width")
@@ -287,6 +300,13 @@ def numbers(timings: Mapping, accuracy: Mapping | None = None) -> dict:
         sp = [r["speedup"] for r in speedups(timings, kind="train") if r["width"] == w and r["density"] <= 0.02]
         if sp:
             out[f"goal_train_w{w}"] = min(sp)
+    for w in widths:
+        for kind in ("infer", "train"):
+            out[f"best_{kind}_w{w}"] = max(r["speedup"] for r in speedups(timings, kind=kind) if r["width"] == w)
+            out[f"worst_{kind}_w{w}"] = min(r["speedup"] for r in speedups(timings, kind=kind) if r["width"] == w)
+            for b in _values(timings["mlp"], "batch"):
+                out[f"best_{kind}_w{w}_b{b}"] = max(r["speedup"] for r in speedups(timings, kind=kind)
+                                                    if r["width"] == w and r["batch"] == b)
     # memory
     for w in widths:
         rows = {r["density"]: r for r in timings["mlp"] if r["width"] == w}
