@@ -50,7 +50,7 @@ def _density_axis(ax: "plt.Axes", densities: Sequence[float]) -> None:
 
 
 def _speed_axis(ax: "plt.Axes") -> None:
-    """Log scale for speed-ups with plain tick labels (0.5, 1, 2, 10), readable on a phone."""
+    """Log scale with plain tick labels (0.5, 1, 2, 10), readable on a phone."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_yscale("log")
@@ -142,7 +142,7 @@ def plot_memory(result: Mapping, width: int, ax: "plt.Axes | None" = None) -> "p
     ax.plot(d, [(r["bytes_values"] + r["bytes_indices"]) / mb for r in rows], "o-", color=PALETTE["blue"],
             label="CSR values + indices (int32)")
     _density_axis(ax, d)
-    ax.set_yscale("log")
+    _speed_axis(ax)  # the same plain log ticks
     ax.set_ylabel("weight memory (MB)")
     ax.set_title(f"MLP {result['in_features']}-{width}-{width}-{result['num_classes']}")
     ax.legend(fontsize=8)
@@ -214,13 +214,17 @@ def draw_speedup_frame(figure: Figure, result: Mapping, density: float, batch: i
                   if abs(r["density"] - density) < 1e-12 and r["batch"] == batch}
             x = np.arange(len(widths))
             vals = [sp[w] for w in widths]
-            ax.bar(x, vals, color=[WIDTH_COLORS[j % 4] for j in range(len(widths))], width=0.6)
+            # bars start at 1 (no gain): a win rises above the line, a loss hangs below it
+            ax.bar(x, [v - 1.0 for v in vals], bottom=1.0, color=[WIDTH_COLORS[j % 4] for j in range(len(widths))],
+                   width=0.6)
             ax.axhline(ideal, ls="--", color=PALETTE["grey"])
-            ax.text(len(widths) - 0.5, ideal, f"ideal 1/p = {ideal:g}", ha="right", va="bottom", fontsize=8,
+            ax.set_xlim(-0.5, len(widths) - 0.5)
+            ax.text(-0.45, ideal * 1.08, f"ideal 1/p = {ideal:g}", ha="left", va="bottom", fontsize=8,
                     color=PALETTE["grey"])
             ax.axhline(1.0, color=PALETTE["black"], lw=0.8)
             for xi, v in zip(x, vals):
-                ax.text(xi, v, f"{v:.2f}×", ha="center", va="bottom", fontsize=8)
+                ax.text(xi, v * (1.06 if v >= 1 else 0.94), f"{v:.2f}×", ha="center", va="bottom" if v >= 1 else "top",
+                        fontsize=8)
             _speed_axis(ax)
             ax.set_ylim(0.05, 200)
             ax.set_xticks(x, [str(w) for w in widths])
