@@ -15,6 +15,13 @@ from rpbook.models import MLP, LeNet5
 from rpbook.results import ResultStore
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny layers: a second thread only adds synchronisation (and waits for a core on a busy machine)
+    with K.fixed_threads(1):
+        yield
+
+
 def masked_mlp(density=0.1, seed=0, hidden=(64, 48)):
     model = MLP(40, hidden, 10)
     masking = mask_model(model, density, "er", seed=seed)
