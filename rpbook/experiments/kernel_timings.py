@@ -39,12 +39,13 @@ from . import Experiment, RunContext
 # 2-core machine under the load of other processes (load average 5-13) moved by up to about 60 %; bytes, counts
 # and densities are exact. The times need their tolerance even on the same numeric environment: a
 # re-measurement is never bit-identical.
-_TIMING = Tolerance(rel=0.75, why="CPU-time medians on a shared CPU: repeated cells moved by up to ~60 %")
+_TIMING = Tolerance(rel=0.75, always=True,
+                    why="CPU-time medians on a shared CPU: repeated cells moved by up to ~60 %")
 TOLERANCES = {
     "mlp.#.infer_dense_s": _TIMING, "mlp.#.infer_sparse_s": _TIMING,
     "mlp.#.train_masked_s": _TIMING, "mlp.#.train_sparse_s": _TIMING,
     "structure.#.dense_s": _TIMING, "structure.#.sparse_s": _TIMING,
-    "machine.*": Tolerance(rel=1e9, why="a description of the machine and its load, not a measurement"),
+    "machine.*": Tolerance(any_value=True, why="a description of the machine and its load, not a measurement"),
 }
 #: Result fields that are wall-clock measurements (compared within their tolerance even on the same machine).
 TIMING_FIELDS = tuple(k for k, v in TOLERANCES.items() if v is _TIMING)
