@@ -190,3 +190,20 @@ def test_sweep_units_lists_a_full_sweep_without_training():
     config = get_experiment("rule_seed_spread").config("full")  # CIFAR-10: never loaded here
     units = sweep_units("rule_seed_spread", config)
     assert units == [{"rule": r, "seed": s} for r in config.rules for s in config.seeds] and len(units) == 10
+
+
+def _timed_run(config: SquaresConfig, ctx: RunContext) -> dict:
+    return {"rows": ctx.map([{"i": i} for i in range(config.n)], lambda u: {"pid": os.getpid()}, parallel=False)}
+
+
+TIMED = Experiment(name="timed", chapter="test", description="units that measure time",
+                   presets=lambda profile: SquaresConfig(), run=_timed_run)
+
+
+def test_units_that_measure_time_never_run_in_parallel(tmp_path, monkeypatch):
+    from rpbook import experiments
+
+    monkeypatch.setattr(experiments, "get_experiment", lambda name: TIMED)
+    rec = run_experiment("timed", "quick", store=ResultStore(tmp_path), progress=False, executor="local", workers=2)
+    assert rec["provenance"]["executors"][0]["name"] == "serial"
+    assert {row["pid"] for row in rec["result"]["rows"]} == {os.getpid()}

@@ -81,13 +81,16 @@ class RunContext:
         self.executors_used: list[dict] = []
         self._outputs: list[list[Any]] = []
 
-    def map(self, units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None) -> list[Any]:
+    def map(self, units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None, *,
+            parallel: bool = True) -> list[Any]:
         """Run ``fn(unit)`` for every unit of a sweep on the context's executor, keeping finished units.
 
         Chapter 1, *How to use this book* (*Regenerate a chapter's results*). Each finished unit
         is appended to the store's partial file at once (in the order units
         finish, by this process only); a rerun of the same config reuses them
         instead of training again. The values come back in the order of ``units``.
+        Units that measure time must not share the machine with each other:
+        ``parallel=False`` runs them here, one after another, whatever the executor.
         """
         from tqdm.auto import tqdm
 
@@ -124,7 +127,7 @@ class RunContext:
             return UnitTask(experiment=self.experiment, module=module, config=self.config, sweep=sweep_index,
                             earlier=earlier, unit=units[i], device=device, threads=threads)
 
-        executor = self.executor
+        executor = self.executor if parallel else SerialExecutor()
         if executor is not None and not isinstance(executor, SerialExecutor) and pending:
             find_experiment(self.experiment, module)  # a worker must be able to import it: fail here, not there
         sweep = Sweep(units=units, pending=pending, fn=fn, make_task=make_task, finish=finish, device=self.device,

@@ -99,7 +99,8 @@ class _RebuildContext:
         self._task = task
         self._sweeps = 0
 
-    def map(self, units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None) -> list[Any]:
+    def map(self, units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None, *,
+            parallel: bool = True) -> list[Any]:
         sweep, self._sweeps = self._sweeps, self._sweeps + 1
         if sweep == self._task.sweep:
             raise _FunctionFound(fn)
@@ -164,7 +165,8 @@ def sweep_units(name: str, config: Any) -> list[dict]:
     seen: list[dict] = []
     rebuild_map = ctx.map
 
-    def map_and_keep(units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None) -> list[Any]:
+    def map_and_keep(units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None, *,
+                     parallel: bool = True) -> list[Any]:
         seen.extend(units)
         return rebuild_map(units, fn, desc)
 
