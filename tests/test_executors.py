@@ -207,3 +207,26 @@ def test_units_that_measure_time_never_run_in_parallel(tmp_path, monkeypatch):
     rec = run_experiment("timed", "quick", store=ResultStore(tmp_path), progress=False, executor="local", workers=2)
     assert rec["provenance"]["executors"][0]["name"] == "serial"
     assert {row["pid"] for row in rec["result"]["rows"]} == {os.getpid()}
+
+
+def _two_sweeps_run(config: SquaresConfig, ctx: RunContext) -> dict:
+    first = ctx.map([{"i": i} for i in range(config.n)], lambda u: u["i"] ** 2)
+    total = sum(first)  # the second sweep depends on the first one's results
+    second = ctx.map([{"j": j} for j in range(2)], lambda u: total + u["j"])
+    return {"first": first, "second": second}
+
+
+TWO_SWEEPS = Experiment(name="two_sweeps", chapter="test", description="a sweep that needs an earlier one",
+                        presets=lambda profile: SquaresConfig(), run=_two_sweeps_run)
+
+
+def test_a_worker_rebuilds_a_later_sweep_from_the_earlier_results():
+    import torch
+
+    from rpbook.experiments.executors import UnitTask, run_unit
+
+    task = UnitTask(experiment="two_sweeps", module=__name__, config=SquaresConfig(n=3), sweep=1,
+                    earlier=([0, 1, 4],), unit={"j": 1}, device="cpu", threads=torch.get_num_threads())
+    assert run_unit(task) == 0 + 1 + 4 + 1
+    with pytest.raises(ValueError, match="not defined at module level"):
+        run_unit(dataclasses.replace(task, experiment="nowhere"))
