@@ -253,7 +253,7 @@ def speedup_explorer(result: Mapping, *, static: bool = False, vary: str = "dens
     if static:
         states = [(d, batch) for d in densities] if vary == "density" else [(density, b) for b in batches]
         return frames_twin(figure, lambda i: draw_speedup_frame(figure, result, *states[i]), len(states),
-                           interval_ms=900, dpi=dpi)
+                           interval_ms=900, dpi=dpi, labels=[f"density p = {d:g}, batch {b}" for d, b in states])
     import ipywidgets as widgets
 
     style = {"description_width": "initial"}
