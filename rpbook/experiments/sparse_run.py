@@ -22,6 +22,10 @@ from ..masks import check_density, check_rule, mask_model, sparsity_report
 from ..models import MODEL_NAMES, build_model
 from ..train import TrainConfig, fit
 
+# 1e9 float32 weights are 4 GB before gradients and optimizer state (three to four times more):
+# beyond any laptop and most single GPUs, so a larger model is a typo in --width/--hidden, refused before allocating.
+MAX_PARAMETERS = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class SparseRun:
@@ -94,6 +98,12 @@ def train_sparse(
     seed_everything(run.seed)
     if data is None:
         data = load_dataset(run.dataset, seed=run.seed, n_train=run.n_train)
+    with torch.device("meta"):  # count the parameters without allocating (nor drawing random numbers)
+        size = sum(p.numel() for p in build_model(run.model, in_shape=tuple(data.in_shape), num_classes=data.num_classes,
+                                                  width=run.width, hidden=run.hidden, depth=run.depth).parameters())
+    if size > MAX_PARAMETERS:
+        raise ValueError(f"the model would have {size:,} parameters (width {run.width:g}), more than the {MAX_PARAMETERS:,} "
+                         f"allowed (about {4 * MAX_PARAMETERS / 1e9:.0f} GB of float32 weights); use a smaller width or hidden sizes")
     model = build_model(run.model, in_shape=tuple(data.in_shape), num_classes=data.num_classes,
                         width=run.width, hidden=run.hidden, depth=run.depth)
     masking = None
@@ -101,10 +111,14 @@ def train_sparse(
         masking = mask_model(model, run.density, run.rule, seed=run.seed, dense_first=run.dense_first,
                              dense_last=run.dense_last, repair=run.repair)
     initialize_(model, run.init, seed=run.seed)
-    report = sparsity_report(model, tuple(data.in_shape))
     config = dataclasses.replace(run.train, seed=run.seed)
+    # the run's fields join the checkpoint fingerprint: resuming with another density or rule is refused by name
+    described = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "train"}
+    described["hidden"] = list(run.hidden) if run.hidden is not None else None
     history = fit(model, data, config, masking=masking, device=dev, checkpoint_dir=checkpoint_dir,
-                  resume=resume, progress=progress, desc=f"{run.model} p={run.density:g} {run.rule}")
+                  resume=resume, progress=progress, desc=f"{run.model} p={run.density:g} {run.rule}", run=described)
+    # after training: the masks are the ones the run ended with (a resumed run's come from its checkpoint)
+    report = sparsity_report(model, tuple(data.in_shape))
     return {
         "density": report.density,
         "layers": [{"name": r.name, "shape": list(r.shape), "density": r.density} for r in report.layers],
