@@ -269,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    for key, value in vars(args).items():  # argparse turns "--epochs=--" into an empty list
+        if isinstance(value, list) and (key != "seeds" or not value):
+            print(f"rpbook: error: --{key.replace('_', '-')} needs a value", file=sys.stderr)
+            return 2
     try:
         return {"train": _cmd_train, "run": _cmd_run, "list": _cmd_list}[args.command](args)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
