@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from ..masks import check_density
 from ..train import TrainConfig
 from . import Experiment, RunContext
-from ._sparse_sweep import UnitTrainer, check_common, check_model, check_rules, seed_stats, train_preset
+from ._sparse_sweep import SWEEP_TOLERANCES, UnitTrainer, check_common, check_model, check_rules, seed_stats, train_preset
 
 
 @dataclass(frozen=True)
@@ -118,4 +118,5 @@ EXPERIMENT = Experiment(
     description="two layer-wise rules over many seeds: how many seeds separate them",
     presets=presets,
     run=run,
+    tolerances=SWEEP_TOLERANCES,
 )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ..masks import check_rule, layer_counts, layer_shapes, layerwise_densities
 from ..train import TrainConfig
 from . import Experiment, RunContext
-from ._sparse_sweep import (UnitTrainer, check_common, check_model, check_sparse_densities, check_widths,
+from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_model, check_sparse_densities, check_widths,
                             difference_stats, find, summarize, train_preset)
 
 ARMS: tuple[str, ...] = ("dense", "sparse", "dense-same-nonzero")
@@ -164,4 +164,5 @@ EXPERIMENT = Experiment(
     description="dense vs random sparse networks as the width grows, also at equal nonzero weights",
     presets=presets,
     run=run,
+    tolerances=SWEEP_TOLERANCES,
 )
