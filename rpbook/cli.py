@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     for key, value in vars(args).items():  # argparse turns "--epochs=--" into an empty list
-        if isinstance(value, list) and (key != "seeds" or not value):
+        if isinstance(value, list) and key not in ("seeds", "names"):  # the two options that take lists
             print(f"rpbook: error: --{key.replace('_', '-')} needs a value", file=sys.stderr)
             return 2
     try:
