@@ -201,6 +201,7 @@ def evaluate(
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same number of examples, got {len(x)} and {len(y)}")
     dev = choose_device(device) if device is not None else next(model.parameters()).device
+    _check_model_takes(model, x, [y], task, dev)
     was_training = model.training
     model.eval()
     total_loss, correct, n = 0.0, 0, len(x)
@@ -428,12 +429,38 @@ def _check_finite_data(data: Any, task: str) -> None:
                 bad = t.numel() - int(torch.isfinite(t).sum())
                 raise ValueError(f"the data are not finite: {kind}_{split} holds {bad} NaN/inf value(s) of {t.numel()}; "
                                  "clean or impute them before training")
-    if task != "regression":
-        for split in ("train", "val", "test"):
-            y = getattr(data, f"y_{split}")
-            if len(y) and (y.is_floating_point() or y.dim() != 1):
-                raise ValueError(f"y_{split} must hold integer class labels of shape (n,) for classification, "
-                                 f"got dtype {y.dtype} and shape {tuple(y.shape)}")
+
+
+@torch.no_grad()
+def _check_model_takes(model: nn.Module, x: torch.Tensor, ys: Sequence[torch.Tensor], task: str, device: torch.device) -> None:
+    """One eval-mode forward of two examples: inputs the model cannot take, or labels beyond its outputs,
+    become a ValueError now instead of a RuntimeError/IndexError from inside PyTorch later."""
+    if not len(x):
+        return
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics change, no dropout draw: the run is unaffected
+    try:
+        out = model(x[:2].to(device))
+    except RuntimeError as err:
+        if isinstance(err, torch.OutOfMemoryError):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"the model cannot take these inputs of shape {tuple(x.shape[1:])} per example: {first}") from None
+    finally:
+        model.train(was_training)
+    if task == "regression":
+        for y in ys:
+            if len(y) and y[0].numel() != out[0].numel():
+                raise ValueError(f"regression targets have {y[0].numel()} values per example, the model outputs {out[0].numel()}")
+        return
+    classes = out.shape[1] if out.dim() == 2 else None
+    for y in ys:
+        if len(y) and (y.is_floating_point() or y.dim() != 1):
+            raise ValueError(f"classification needs integer class labels of shape (n,), got dtype {y.dtype} and shape "
+                             f"{tuple(y.shape)}")
+        if len(y) and classes is not None and (int(y.min()) < 0 or int(y.max()) >= classes):
+            raise ValueError(f"class labels must be in 0..{classes - 1} (the model has {classes} outputs), "
+                             f"got labels {int(y.min())}..{int(y.max())}")
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -535,6 +562,7 @@ def fit(
     task = _task(data)
     _check_finite_data(data, task)
     model.to(dev)
+    _check_model_takes(model, data.x_train, [data.y_train, data.y_val, data.y_test], task, dev)
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
     n = len(x_train)
     if n == 0:

@@ -77,6 +77,10 @@ def test_api_errors_are_value_errors():
         evaluate(net(), d.x_test.tolist(), d.y_test)
     with pytest.raises(ValueError, match="same number of examples, got 25 and 24"):
         evaluate(net(), d.x_test, d.y_test[:-1])
+    with pytest.raises(ValueError, match=r"class labels must be in 0\.\.3 \(the model has 4 outputs\), got labels 1\.\.7"):
+        evaluate(net(), d.x_test, d.y_test * 2 + 1)  # was an IndexError from cross_entropy
+    with pytest.raises(ValueError, match=r"the model cannot take these inputs of shape \(10,\) per example"):
+        fit(net(), toy_data(d=10), TrainConfig(epochs=1), progress=False, device="cpu")  # was a RuntimeError
     with pytest.raises(ValueError, match="resume must be True or False"):
         fit(net(), d, TrainConfig(epochs=1), progress=False, device="cpu", checkpoint_dir="x", resume="yes")
 
