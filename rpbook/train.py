@@ -11,6 +11,7 @@ import json
 import math
 import numbers
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -355,8 +356,12 @@ def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated, foreign or malicious file: nothing in it was executed
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot read checkpoint {path}: not a genuine rpbook checkpoint ({reason[:200]})") from None
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines() if line.strip()]
+        # torch's refusal of a pickled object names it on the "Unsupported global" line
+        reason = next((line for line in lines if "Unsupported" in line), lines[0] if lines else type(err).__name__)
+        reason = reason.split(". Please use")[0]  # not torch's advice to allow the object: that would run it
+        raise ValueError(f"cannot read checkpoint {path}: not a genuine rpbook checkpoint ({reason[:200]}); "
+                         "nothing in it was run") from None
     required = {"fingerprint": dict, "epoch": int, "step": int, "model": dict, "optimizer": dict, "masks": dict,
                 "history": dict, "callbacks": list}
     if not isinstance(ckpt, dict) or any(not isinstance(ckpt.get(k), t) for k, t in required.items()):
