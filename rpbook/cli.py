@@ -367,6 +367,13 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _list_options(parser: argparse.ArgumentParser, command: str) -> set[str]:
+    """The options of ``command`` that take several values (nargs ``*``/``+``, or repeatable)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {a.dest for a in sub._actions
+            if a.nargs in ("*", "+") or isinstance(a, (argparse._AppendAction, argparse._ExtendAction))}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rpbook`` command."""
     parser = make_parser()
@@ -375,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     for key, value in vars(args).items():  # argparse turns "--epochs=--" into an empty list
-        if isinstance(value, list) and key not in ("seeds", "names"):  # the two options that take lists
+        if isinstance(value, list) and key not in _list_options(parser, args.command):
             print(f"rpbook: error: --{key.replace('_', '-')} needs a value", file=sys.stderr)
             return 2
     try:

@@ -10,6 +10,7 @@ import os
 import tempfile
 
 import numpy as np
+import torch
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -63,11 +64,14 @@ def in_scratch_folder():
 def exit_code(argv):
     """main's exit code; argparse's own usage errors exit 2 through SystemExit. Any other exception fails the test."""
     out, err = io.StringIO(), io.StringIO()
+    threads = torch.get_num_threads()  # `rpbook run` sets torch's threads; the other tests must not notice
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(argv)
         except SystemExit as stop:
             code = stop.code
+        finally:
+            torch.set_num_threads(threads)
     if code == 2 and err.getvalue().startswith("rpbook: error:"):
         assert err.getvalue().count("\n") == 1, err.getvalue()  # exactly one line
     return code
