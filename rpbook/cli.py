@@ -9,6 +9,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 from typing import Sequence
 
 from .config import PROFILE_DESCRIPTIONS, PROFILES, get_profile
@@ -39,6 +40,8 @@ def _parse_float(name: str, text: str) -> float:
         raise UsageError(f"{name} must be a number, got {text!r}") from None
     if math.isnan(value):
         raise UsageError(f"{name} must be a number, got {text!r}")
+    if math.isinf(value):
+        raise UsageError(f"{name} must be a finite number, got {text!r}")
     return value
 
 
@@ -94,6 +97,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--checkpoint-dir", default=None, help="write a checkpoint here after every epoch")
     g.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g.add_argument("--dry-run", action="store_true",
+                   help="check every option (and the model's size) and exit without loading data or training")
 
 
 def _build_run(args: argparse.Namespace):
@@ -110,6 +115,8 @@ def _build_run(args: argparse.Namespace):
             hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
         except ValueError:
             raise UsageError(f"--hidden must be comma-separated integers, got {args.hidden!r}") from None
+        if not hidden:
+            raise UsageError(f"--hidden must list at least one layer size, e.g. 300,100, got {args.hidden!r}")
         if any(h < 1 for h in hidden):
             raise UsageError(f"--hidden sizes must be >= 1, got {args.hidden!r}")
     train = TrainConfig(
@@ -127,22 +134,62 @@ def _build_run(args: argparse.Namespace):
     ), profile
 
 
+def _check_output(text: str) -> None:
+    """``--output`` must name a file in an existing folder we can write to: checked before training, not after."""
+    if not text.strip():
+        raise UsageError(f"--output must name a file such as run.json, got {text!r}")
+    out = os.path.abspath(text)
+    if os.path.isdir(out):
+        raise UsageError(f"--output {text!r} is a folder; give a file name such as run.json")
+    folder = os.path.dirname(out)
+    if not os.path.isdir(folder):
+        raise UsageError(f"--output {text!r}: the folder {folder!r} does not exist")
+    try:  # the only sure test of writability (permissions, read-only mounts, ACLs)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".rpbook-write-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UsageError(f"--output {text!r}: cannot write to the folder {folder!r} ({err.strerror or err})") from None
+
+
+def _check_checkpoint_dir(text: str, resume: bool) -> None:
+    """The checkpoint folder's state must fit ``--resume``: refuse before loading data or training."""
+    from .train import CHECKPOINT_FILE
+
+    if not text.strip():
+        raise UsageError(f"--checkpoint-dir must name a folder, got {text!r}")
+    folder = os.path.abspath(text)
+    path = os.path.join(folder, CHECKPOINT_FILE)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UsageError(f"--checkpoint-dir {text!r} is a file, not a folder; give a folder for the checkpoints")
+    if resume and not os.path.isfile(path):
+        what = "does not exist" if not os.path.exists(folder) else f"holds no {CHECKPOINT_FILE}"
+        raise UsageError(f"--resume: the checkpoint folder {text!r} {what}; check the path, or drop --resume to start a new run")
+    if not resume and os.path.exists(path):
+        raise UsageError(f"--checkpoint-dir {text!r} already holds a checkpoint; add --resume to continue that run, "
+                         f"or give another --checkpoint-dir (or delete {path!r} to start over)")
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .experiments.sparse_run import train_sparse
+    from .config import choose_device
+    from .data import dataset_shape
+    from .experiments.sparse_run import check_model_size, train_sparse
     from .results import provenance, to_jsonable, write_json_atomic
 
+    # Every check before any data is read or any weight allocated.
     run, profile = _build_run(args)
-    from .config import choose_device
-
     device = choose_device(args.device)
     if args.resume and args.checkpoint_dir is None:
         raise UsageError("--resume needs --checkpoint-dir")
-    if args.output:  # checked before training, not after minutes of it
-        out = os.path.abspath(args.output)
-        if os.path.isdir(out):
-            raise UsageError(f"--output {args.output!r} is a folder; give a file name such as run.json")
-        if not os.path.isdir(os.path.dirname(out)):
-            raise UsageError(f"--output {args.output!r}: the folder {os.path.dirname(out)!r} does not exist")
+    if args.checkpoint_dir is not None:
+        _check_checkpoint_dir(args.checkpoint_dir, args.resume)
+    if args.output is not None:
+        _check_output(args.output)
+    size = check_model_size(run, *dataset_shape(run.dataset))
+    if args.dry_run:
+        print(f"rpbook: options valid; would train {run.model} ({size:,} parameters) on {run.dataset} at density "
+              f"{run.density:g}, {run.train.epochs} epoch(s), profile {profile}, device {device}")
+        return 0
     report = train_sparse(run, device=device, checkpoint_dir=args.checkpoint_dir, resume=args.resume,
                           progress=not args.no_progress)
     print(f"model {run.model} (width {run.width:g}) on {run.dataset}, rule {run.rule}, device {device}")
@@ -153,7 +200,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     acc_text = f"{acc:.4f}" if acc is not None else "n/a (regression)"
     print(f"realized density {report['density']:.3f} | nonzero weights {report['nonzero']:,} of {report['params']:,} "
           f"| test loss {report['test_loss']:.4f} | test accuracy {acc_text} | {report['wall_time_s']:.1f} s")
-    if args.output:
+    if args.output is not None:
         payload = {"config": to_jsonable(run), "result": report,
                    "provenance": provenance(device=str(device), wall_time=report["wall_time_s"], profile=profile, seeds=[run.seed])}
         write_json_atomic(args.output, payload)
@@ -368,6 +415,13 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _list_options(parser: argparse.ArgumentParser, command: str) -> set[str]:
+    """The options of ``command`` that take several values (nargs ``*``/``+``, or repeatable)."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    return {a.dest for a in sub._actions
+            if a.nargs in ("*", "+") or isinstance(a, (argparse._AppendAction, argparse._ExtendAction))}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rpbook`` command."""
     parser = make_parser()
@@ -376,6 +430,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return 2
+        for key, value in vars(args).items():  # argparse turns "--epochs=--" into an empty list
+            if isinstance(value, list) and key not in _list_options(parser, args.command):
+                print(f"rpbook: error: --{key.replace('_', '-')} needs a value", file=sys.stderr)
+                return 2
         return {"train": _cmd_train, "run": _cmd_run, "list": _cmd_list, "verify": _cmd_verify}[args.command](args)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"rpbook: error: {err}", file=sys.stderr)

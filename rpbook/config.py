@@ -83,12 +83,20 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+# NumPy's legacy seeding takes 32 bits, and derived streams (seed * 100_003 + epoch in ``fit``) must stay
+# inside int64: 2**32 - 1 keeps every seed usable everywhere it is passed on (chapter 1).
+MAX_SEED = 2**32 - 1
+
+
 def check_seed(seed: object) -> int:
-    """Return ``seed`` as an int, or raise ``ValueError`` naming the bad value."""
+    """Return ``seed`` as an int in ``[0, MAX_SEED]`` (``2**32 - 1``), or raise ``ValueError`` naming the bad value.
+
+    Chapter 1, *How to run this book* (seeding).
+    """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed}")
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r} (allowed: 0 to {MAX_SEED} = 2**32 - 1)")
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be a non-negative integer, got {seed} (allowed: 0 to {MAX_SEED} = 2**32 - 1)")
     return int(seed)
 
 
@@ -98,7 +106,7 @@ def check_seeds(seeds: object) -> tuple[int, ...]:
     A repeated seed would count one run twice in a mean and its spread.
     """
     if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise ValueError(f"seeds must be a sequence of non-negative integers, got {seeds!r}")
+        raise ValueError(f"seeds must be a sequence of non-negative integers (at most {MAX_SEED}), got {seeds!r}")
     given = tuple(seeds)
     if not given:
         raise ValueError("seeds must name at least one seed")

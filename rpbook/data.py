@@ -27,6 +27,7 @@ import sys
 import tarfile
 import tempfile
 import urllib.request
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -210,6 +211,21 @@ def load_dataset(
     if key == "teacher":
         return _load_teacher(seed, val_fraction, n_train, **kwargs)
     return _load_online(key, seed, val_fraction, n_train, base, download, **kwargs)
+
+
+# One example's shape and the number of classes (outputs for teacher) with the default keyword arguments.
+_DATASET_SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "digits": ((1, 8, 8), 10), "mnist1d": ((40,), 10), "teacher": ((16,), 1),
+    "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10),
+}
+
+
+def dataset_shape(name: str) -> tuple[tuple[int, ...], int]:
+    """``(in_shape, num_classes)`` of a data set with its default arguments, without loading it (chapter 3).
+
+    ``rpbook train`` uses it to check the model's size before any data is read.
+    """
+    return _DATASET_SHAPES[_canonical_name(name)]
 
 
 def make_teacher(in_dim: int = 16, hidden: Sequence[int] = (32, 32), out_dim: int = 1, seed: int = 0) -> nn.Sequential:
@@ -455,44 +471,86 @@ def _generate_mnist1d(data_seed: int) -> tuple[np.ndarray, ...]:
 
 @functools.lru_cache(maxsize=4)
 def _mnist1d_arrays(data_seed: int, cache_dir: str | None) -> tuple[np.ndarray, ...]:
-    """MNIST-1D's (x, y, x_test, y_test) for ``data_seed``: from memory, the disk cache, or generated."""
+    """MNIST-1D's (x, y, x_test, y_test) for ``data_seed``: from memory, the disk cache, or generated.
+
+    The disk cache carries a SHA-256 beside it (``<cache>.sha256``); a cache that
+    fails any check (checksum, keys, shapes, dtypes, label range, finite values)
+    is rebuilt with a warning naming the file, never used.
+    """
     from importlib.metadata import version
 
     if cache_dir is None:
         return _generate_mnist1d(data_seed)
     # The generator's arguments are the package defaults, so its version and the seed pin them down.
-    digest = hashlib.sha256(repr((version("mnist1d"), data_seed, "v1")).encode()).hexdigest()[:16]
+    # "v2": caches with a checksum; v1 files (without one) are never read.
+    digest = hashlib.sha256(repr((version("mnist1d"), data_seed, "v2")).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"mnist1d-seed{data_seed}-{digest}.npz"
-    arrays = _read_mnist1d_cache(path)
+    arrays = None
+    if path.exists():
+        arrays, problem = _read_mnist1d_cache(path)
+        if arrays is None:
+            warnings.warn(f"rpbook: the MNIST-1D cache {path} is damaged ({problem}); rebuilding it", stacklevel=4)
     if arrays is None:
         arrays = _generate_mnist1d(data_seed)
         _write_npz_atomic(path, dict(zip(_MNIST1D_KEYS, arrays)))
     return arrays
 
 
-def _read_mnist1d_cache(path: Path) -> tuple[np.ndarray, ...] | None:
+MNIST1D_CLASSES = 10
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _read_mnist1d_cache(path: Path) -> tuple[tuple[np.ndarray, ...] | None, str]:
+    """The cached arrays and ``""``, or ``None`` and what is wrong with the file."""
     try:
-        with np.load(path, allow_pickle=False) as f:
+        raw = path.read_bytes()
+        expected = _checksum_path(path).read_text().strip()
+    except OSError as err:
+        return None, f"cannot read it or its checksum file: {err.strerror or err}"
+    if hashlib.sha256(raw).hexdigest() != expected:
+        return None, "its SHA-256 does not match the checksum written beside it"
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as f:
+            missing = [k for k in _MNIST1D_KEYS if k not in f.files]
+            if missing:
+                return None, f"it lacks {', '.join(missing)}"
             arrays = tuple(f[k] for k in _MNIST1D_KEYS)
-    except Exception:  # missing or unreadable: the cache is an optimisation, so regenerate
-        return None
+    except Exception as err:  # a corrupt zip or array header
+        return None, f"not a readable .npz file: {type(err).__name__}"
     x, y, xt, yt = arrays
-    if x.ndim != 2 or xt.ndim != 2 or len(x) != len(y) or len(xt) != len(yt) or x.shape[1] != xt.shape[1]:
-        return None
+    if x.ndim != 2 or xt.ndim != 2 or y.ndim != 1 or yt.ndim != 1 or len(x) != len(y) or len(xt) != len(yt) \
+            or x.shape[1] != xt.shape[1] or len(x) == 0 or len(xt) == 0:
+        return None, f"wrong shapes x {x.shape}, y {y.shape}, x_test {xt.shape}, y_test {yt.shape}"
+    if not (np.issubdtype(x.dtype, np.floating) and np.issubdtype(xt.dtype, np.floating)
+            and np.issubdtype(y.dtype, np.integer) and np.issubdtype(yt.dtype, np.integer)):
+        return None, f"wrong dtypes x {x.dtype}, y {y.dtype}, x_test {xt.dtype}, y_test {yt.dtype}"
+    if y.min() < 0 or yt.min() < 0 or y.max() >= MNIST1D_CLASSES or yt.max() >= MNIST1D_CLASSES:
+        return None, f"labels outside 0..{MNIST1D_CLASSES - 1}"
+    if not (np.isfinite(x).all() and np.isfinite(xt).all()):
+        return None, "non-finite inputs"
     for a in arrays:
         a.flags.writeable = False
-    return arrays
+    return arrays, ""
 
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write the cache and its checksum, each atomically: readers see complete files or none."""
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)  # readers see either no file or a complete one
-        tmp = None
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        raw = buffer.getvalue()
+        # the checksum first: a reader that sees the new checksum with an old file rebuilds, never trusts it
+        for target, content in ((_checksum_path(path), hashlib.sha256(raw).hexdigest().encode() + b"\n"), (path, raw)):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{target.name}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                f.write(content)
+            os.replace(tmp, target)
+            tmp = None
     except OSError:
         pass  # a read-only or full disk only costs regeneration next time
     finally:

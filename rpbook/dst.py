@@ -26,7 +26,7 @@ import torch
 from .gradflow import _check_batch, gradient_norm, masked_gradients
 from .masks import Masking, maskable_layers
 from .pruning import top_k_mask
-from .train import Callback, TrainState
+from .train import Callback, TrainState, _digest
 
 GROW_CRITERIA: tuple[str, ...] = ("random", "gradient")
 
@@ -181,6 +181,12 @@ class DynamicSparseTraining(Callback):
 
     def state_dict(self) -> dict:
         return {"events": [dict(e) for e in self.events]}
+
+    def fingerprint(self) -> dict:
+        """The method and its schedule: a resumed run must update the mask the same way."""
+        return {"grow": self.grow, "drop_fraction": self.drop_fraction, "update_every": self.update_every,
+                "end": self.end, "seed": self.seed,
+                "grow_batch": _digest(list(self.grow_batch)) if self.grow_batch is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         self.events = [dict(e) for e in state.get("events", [])]

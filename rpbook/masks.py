@@ -491,6 +491,10 @@ class Masking:
         if name not in self._modules:
             raise ValueError(f"layer {name!r} is not masked; masked layers: {', '.join(self._modules)}")
         module = self._modules[name]
+        if not isinstance(mask, torch.Tensor):
+            raise ValueError(f"mask for layer {name!r} must be a tensor, got {type(mask).__name__}")
+        if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):  # 2.0 or NaN: not a mask
+            raise ValueError(f"mask for layer {name!r} must contain only 0 and 1")
         if tuple(mask.shape) != tuple(module.weight.shape):
             raise ValueError(
                 f"mask for layer {name!r} has shape {tuple(mask.shape)} but the layer's weight has shape {tuple(module.weight.shape)}"

@@ -569,6 +569,11 @@ class GradualMagnitudePruning(Callback):
         self._initial = state.get("initial")
         self._layer_start = dict(state.get("layer_start") or {})
 
+    def fingerprint(self) -> dict:
+        """The pruning schedule: a resumed run must prune the same way."""
+        return {"final_density": self.final_density, "start": self.start, "end": self.end, "every": self.every,
+                "scope": self.scope, "score": self.score}
+
 
 # ----------------------------------------------------------------------------- IMP
 
@@ -615,12 +620,21 @@ class _Snapshot(Callback):
         self.weights: dict[str, torch.Tensor] | None = None
 
     def on_train_begin(self, state: TrainState) -> None:
-        if self.step == 0:
+        if self.step == 0 and self.weights is None:  # a resumed run brings its snapshot back from the checkpoint
             self.weights = copy.deepcopy(state.model.state_dict())
 
     def on_step_end(self, state: TrainState) -> None:
         if state.step == self.step:
             self.weights = copy.deepcopy(state.model.state_dict())
+
+    def state_dict(self) -> dict:
+        return {"weights": self.weights}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.weights = state.get("weights")
+
+    def fingerprint(self) -> dict:
+        return {"rewind_step": self.step}
 
 
 def iterative_magnitude_pruning(
@@ -637,6 +651,8 @@ def iterative_magnitude_pruning(
     device: Any = None,
     progress: bool = False,
     callbacks_factory: Callable[[int], Sequence[Callback]] | None = None,
+    checkpoint_dir: Any = None,
+    resume: bool = False,
 ) -> list[IMPLevel]:
     """Iterative magnitude pruning with reset to initialization or rewinding (chapter 5, SCIENCE §6.2).
 
@@ -669,6 +685,11 @@ def iterative_magnitude_pruning(
         rewound, untrained ticket (no test metrics).
     callbacks_factory
         ``level -> callbacks`` for each training run (e.g. a gradient logger).
+    checkpoint_dir, resume
+        Checkpoint every level's training in ``checkpoint_dir/level-<l>``;
+        with ``resume`` an interrupted run continues where it stopped (finished
+        levels are read back, not retrained) and equals the uninterrupted one
+        bit for bit on the CPU.
 
     Returns
     -------
@@ -701,6 +722,20 @@ def iterative_magnitude_pruning(
         raise ValueError(f"the first IMP density {densities[0]} must be below the starting density "
                          f"{masking.global_density():.4g}")
 
+    from pathlib import Path
+
+    from .train import CHECKPOINT_FILE
+
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume must be True or False, got {resume!r}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs a checkpoint_dir")
+    level_dirs = [Path(checkpoint_dir) / f"level-{lv}" for lv in range(len(densities) + 1)] if checkpoint_dir is not None \
+        else [None] * (len(densities) + 1)
+    if resume and not (level_dirs[0] / CHECKPOINT_FILE).is_file():
+        raise ValueError(f"cannot resume: {str(level_dirs[0])!r} holds no {CHECKPOINT_FILE}; check the path, "
+                         "or start a new run without resuming")
+
     snapshot = _Snapshot(int(rewind_step))
     levels: list[IMPLevel] = []
     for level in range(len(densities) + 1):
@@ -709,8 +744,12 @@ def iterative_magnitude_pruning(
                                    test_accuracy=None, test_loss=math.nan, masks=masking.masks))
             break
         extra = list(callbacks_factory(level)) if callbacks_factory else []
+        folder = level_dirs[level]
         hist = fit(model, data, config, masking=masking, callbacks=([snapshot] if level == 0 else []) + extra,
-                   device=device, progress=progress, desc=f"IMP level {level}")
+                   device=device, progress=progress, desc=f"IMP level {level}", checkpoint_dir=folder,
+                   resume=bool(resume and folder is not None and (folder / CHECKPOINT_FILE).is_file()),
+                   run={"imp_level": level, "imp_density": None if level == 0 else densities[level - 1],
+                        "imp_scope": scope, "imp_score": score})
         realized = masking.global_density()
         levels.append(IMPLevel(
             level=level, density=realized if level == 0 else densities[level - 1], realized_density=realized,

@@ -6,15 +6,17 @@ with it; chapters 5–7 add mask updates and measurements through callbacks.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import numbers
 import os
+import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +29,8 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "adam", "adamw")
 SCHEDULES: tuple[str, ...] = ("cosine", "step", "constant")
 AUGMENTATIONS: tuple[str, ...] = ("none", "cifar")
 CHECKPOINT_FILE = "checkpoint.pt"
+# Above this, weight decay alone shrinks (SGD) or explodes (1e308 overflows) the weights each step: a typo, not a choice.
+MAX_WEIGHT_DECAY = 1.0
 
 
 def _check_number(name: str, value: object, *, low: float | None = None, strict: bool = False, integer: bool = False) -> None:
@@ -78,6 +82,8 @@ class TrainConfig:
         if not self.momentum < 1:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
         _check_number("weight_decay", self.weight_decay, low=0)
+        if self.weight_decay > MAX_WEIGHT_DECAY:
+            raise ValueError(f"weight_decay must be in [0, {MAX_WEIGHT_DECAY:g}], got {self.weight_decay!r}")
         _check_number("gamma", self.gamma, low=0, strict=True)
         _check_number("grad_norm_every", self.grad_norm_every, low=0, integer=True)
         if not 0 <= self.label_smoothing < 1:
@@ -128,10 +134,15 @@ class Callback:
     def on_train_end(self, state: "TrainState") -> None: ...
 
     def state_dict(self) -> dict:
+        """The callback's state for a checkpoint: plain dicts, lists, numbers, strings and tensors only."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def fingerprint(self) -> dict:
+        """The settings that change the run (e.g. a DST schedule); a resumed run must have the same ones."""
+        return {}
 
 
 @dataclass
@@ -182,7 +193,16 @@ def evaluate(
     dict
         ``{"loss": float, "accuracy": float | None, "n": int}``.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+        raise ValueError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}")
+    if len(x) != len(y):
+        raise ValueError(f"x and y must have the same number of examples, got {len(x)} and {len(y)}")
     dev = choose_device(device) if device is not None else next(model.parameters()).device
+    _check_model_takes(model, x, [y], task, dev)
     was_training = model.training
     model.eval()
     total_loss, correct, n = 0.0, 0, len(x)
@@ -250,22 +270,60 @@ def masked_gradient_norm(model: nn.Module) -> tuple[float, dict[str, float]]:
     return math.sqrt(sum(v * v for v in per_layer.values())), per_layer
 
 
-def _fingerprint(model: nn.Module, data: Any, config: TrainConfig, masking: Masking | None) -> dict:
-    """What a checkpoint must agree on to be resumed."""
+def _digest(tensors: Sequence[torch.Tensor]) -> str:
+    """A short content hash of tensors (values, dtypes and shapes), for the checkpoint fingerprint."""
+    h = hashlib.blake2b(digest_size=8)
+    for t in tensors:
+        t = t.detach().to("cpu").contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _fingerprint(model: nn.Module, data: Any, config: TrainConfig, masking: Masking | None,
+                 callbacks: Sequence[Callback], run: Mapping[str, Any] | None) -> dict:
+    """What a checkpoint must agree on to be resumed: everything that changes the run.
+
+    Named fields (config, data, callbacks, ``run``) make the refusal say what
+    differs; the content hashes of the starting weights and masks catch any
+    other difference (rule, density, init, seed) when ``fit`` is called
+    directly.
+    """
+    info = getattr(data, "info", None) or {}
     return {
         "config": json.loads(json.dumps(asdict(config))),
         "model": type(model).__name__,
+        "architecture": hashlib.blake2b(repr(model).encode(), digest_size=8).hexdigest(),
         "shapes": {k: list(v.shape) for k, v in model.state_dict().items()},
-        "data": [getattr(data, "name", "?"), len(data.x_train), len(data.x_val)],
+        "data": {
+            "name": str(getattr(data, "name", "?")),
+            "n_train": len(data.x_train), "n_val": len(data.x_val), "n_test": len(data.x_test),
+            "seed": info.get("seed") if isinstance(info.get("seed"), (int, str)) else None,
+            "train": _digest([data.x_train, data.y_train]),
+            "val": _digest([data.x_val, data.y_val]),
+        },
         "masked_layers": sorted(masking.masks) if masking is not None else [],
+        "masks_at_start": _digest(list(masking.masks.values())) if masking is not None else None,
+        "weights_at_start": _digest(list(model.state_dict().values())),
+        # callbacks that only observe (loggers, progress) have an empty fingerprint and may differ
+        "callbacks": [{"class": type(cb).__name__, **json.loads(json.dumps(fp))}
+                      for cb in callbacks if (fp := cb.fingerprint())],
+        "run": json.loads(json.dumps(dict(run))) if run is not None else None,
     }
 
 
-def _diff(a: dict, b: dict, prefix: str = "") -> str:
-    for key in sorted(set(a) | set(b)):
+def _diff(a: Any, b: Any, prefix: str = "") -> str:
+    """The first differing field of two fingerprints, as ``"name (old in the checkpoint, new now)"``."""
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        a, b = dict(enumerate(a)), dict(enumerate(b))
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return "" if a == b else f"{prefix.rstrip('.')} ({a!r} in the checkpoint, {b!r} now)"
+    # the named fields first: "run.density" says more than the hash of the masks it changed
+    order = sorted(set(a) | set(b), key=lambda k: (str(k) in ("masks_at_start", "weights_at_start", "architecture"), str(k)))
+    for key in order:
         va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            d = _diff(va, vb, prefix + key + ".")
+        if isinstance(va, (dict, list)) and isinstance(vb, (dict, list)):
+            d = _diff(va, vb, f"{prefix}{key}.")
             if d:
                 return d
         elif va != vb:
@@ -294,17 +352,124 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
 
 
 def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
+    """Read a checkpoint safely (``weights_only=True``: no code runs) and check it belongs to this run."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a truncated or foreign file
-        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
-    if not isinstance(ckpt, dict) or "fingerprint" not in ckpt:
-        raise ValueError(f"{path} is not an rpbook checkpoint")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated, foreign or malicious file: nothing in it was executed
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines() if line.strip()]
+        # torch's refusal of a pickled object names it on the "Unsupported global" line
+        reason = next((line for line in lines if "Unsupported" in line), lines[0] if lines else type(err).__name__)
+        reason = reason.split(". Please use")[0]  # not torch's advice to allow the object: that would run it
+        raise ValueError(f"cannot read checkpoint {path}: not a genuine rpbook checkpoint ({reason[:200]}); "
+                         "nothing in it was run") from None
+    required = {"fingerprint": dict, "epoch": int, "step": int, "model": dict, "optimizer": dict, "masks": dict,
+                "history": dict, "callbacks": list}
+    if not isinstance(ckpt, dict) or any(not isinstance(ckpt.get(k), t) for k, t in required.items()):
+        raise ValueError(f"{path} is not an rpbook checkpoint (or is damaged): it lacks "
+                         f"{', '.join(k for k, t in required.items() if not isinstance(ckpt, dict) or not isinstance(ckpt.get(k), t))}")
     diff = _diff(ckpt["fingerprint"], fingerprint)
     if diff:
         raise ValueError(f"checkpoint {path} was written for a different run: it differs in {diff}; "
-                         "use another checkpoint directory or resume=False")
+                         "use another checkpoint directory, or start over without resuming")
+    if not 0 <= ckpt["epoch"] <= fingerprint["config"]["epochs"]:
+        raise ValueError(f"checkpoint {path} is damaged: epoch {ckpt['epoch']} is outside 0..{fingerprint['config']['epochs']}")
     return ckpt
+
+
+def check_checkpoint_dir(checkpoint_dir: str | os.PathLike, *, resume: bool) -> Path:
+    """The checkpoint file in ``checkpoint_dir``, after the checks ``fit`` makes before training (chapter 3).
+
+    Raises
+    ------
+    ValueError
+        If ``checkpoint_dir`` is a file or not writable, if it already holds a
+        checkpoint and ``resume`` is false (it would be overwritten), or if
+        ``resume`` is true and it holds none.
+    """
+    if not isinstance(checkpoint_dir, (str, os.PathLike)) or not str(checkpoint_dir).strip():
+        raise ValueError(f"checkpoint_dir must be a folder path, got {checkpoint_dir!r}")
+    folder = Path(checkpoint_dir)
+    path = folder / CHECKPOINT_FILE
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"checkpoint_dir {str(folder)!r} is a file, not a folder; give a folder for the checkpoints")
+    if resume and not path.is_file():
+        what = "does not exist" if not folder.exists() else f"holds no {CHECKPOINT_FILE}"
+        raise ValueError(f"cannot resume: checkpoint_dir {str(folder)!r} {what}; check the path, "
+                         "or start a new run without resuming")
+    if not resume and path.exists():
+        raise ValueError(f"checkpoint_dir {str(folder)!r} already holds a checkpoint of an earlier run; resume it "
+                         "(resume=True, or --resume on the command line), or write to another checkpoint folder "
+                         f"(or delete {str(path)!r} to start over)")
+    try:  # a folder we cannot write to would fail only after the first epoch
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-probe.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"checkpoint_dir {str(folder)!r} is not writable: {err.strerror or err}") from None
+    return path
+
+
+def _rng_state() -> dict:
+    """The global torch RNG streams (dropout draws from them), so a resumed run continues them."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    if isinstance(state.get("torch"), torch.Tensor):
+        torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _check_finite_data(data: Any, task: str) -> None:
+    """NaN or inf in the inputs would surface as a diverging loss, blamed on the learning rate."""
+    for split in ("train", "val", "test"):
+        for kind in ("x", "y") if task == "regression" else ("x",):
+            t = getattr(data, f"{kind}_{split}")
+            if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() and not bool(torch.isfinite(t).all()):
+                bad = t.numel() - int(torch.isfinite(t).sum())
+                raise ValueError(f"the data are not finite: {kind}_{split} holds {bad} NaN/inf value(s) of {t.numel()}; "
+                                 "clean or impute them before training")
+
+
+@torch.no_grad()
+def _check_model_takes(model: nn.Module, x: torch.Tensor, ys: Sequence[torch.Tensor], task: str, device: torch.device) -> None:
+    """One eval-mode forward of two examples: inputs the model cannot take, or labels beyond its outputs,
+    become a ValueError now instead of a RuntimeError/IndexError from inside PyTorch later."""
+    if not len(x):
+        return
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics change, no dropout draw: the run is unaffected
+    try:
+        out = model(x[:2].to(device))
+    except RuntimeError as err:
+        if isinstance(err, torch.OutOfMemoryError):
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"the model cannot take these inputs of shape {tuple(x.shape[1:])} per example: {first}") from None
+    finally:
+        model.train(was_training)
+    if task == "regression":
+        for y in ys:
+            if len(y) and y[0].numel() != out[0].numel():
+                raise ValueError(f"regression targets have {y[0].numel()} values per example, the model outputs {out[0].numel()}")
+        return
+    classes = out.shape[1] if out.dim() == 2 else None
+    for y in ys:
+        if len(y) and (y.is_floating_point() or y.dim() != 1):
+            raise ValueError(f"classification needs integer class labels of shape (n,), got dtype {y.dtype} and shape "
+                             f"{tuple(y.shape)}")
+        if len(y) and classes is not None and (int(y.min()) < 0 or int(y.max()) >= classes):
+            raise ValueError(f"class labels must be in 0..{classes - 1} (the model has {classes} outputs), "
+                             f"got labels {int(y.min())}..{int(y.max())}")
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _progress_bar(total: int, enabled: bool, desc: str):
@@ -326,6 +491,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     desc: str = "training",
+    run: Mapping[str, Any] | None = None,
 ) -> History:
     """Train ``model`` on ``data`` and return its :class:`History` (chapter 1 first, then everywhere).
 
@@ -346,29 +512,73 @@ def fit(
     device
         ``"cpu"``, ``"cuda"``, ``"mps"``; by default the best available.
     checkpoint_dir, checkpoint_every
-        Write ``checkpoint.pt`` there every that many epochs (atomically).
+        Write ``checkpoint.pt`` there every that many epochs (atomically). A
+        folder that already holds a checkpoint is refused unless ``resume``.
     resume
-        Continue from the checkpoint in ``checkpoint_dir`` if there is one.
-        On the CPU the result equals an uninterrupted run bit for bit.
+        Continue from the checkpoint in ``checkpoint_dir`` (it must exist).
+        Weights, masks, optimizer state, callback state (SET/RigL/GMP), the
+        global torch RNG and the history are restored, so on the CPU the result
+        equals an uninterrupted run bit for bit. Checkpoints are read with
+        ``torch.load(..., weights_only=True)``: loading one never runs code.
     progress
         Show a ``tqdm`` progress bar (``TQDM_DISABLE=1`` also hides it).
+    run
+        A JSON-able description of how the model, mask and data were made
+        (e.g. :class:`~rpbook.experiments.sparse_run.SparseRun`'s fields); it
+        joins the checkpoint's fingerprint so a resume with another density,
+        rule or init is refused naming that field.
+
+    Notes
+    -----
+    A model with BatchNorm cannot train on a mini-batch of one example, so when
+    the training set leaves a last batch of exactly one, that batch is skipped
+    (each epoch shuffles, so a different example sits out each time).
 
     Raises
     ------
     ValueError
-        For a bad config, or a checkpoint written for a different run.
+        For a bad config, a ``masking`` of another model, non-finite data, a
+        checkpoint folder that is a file, not writable, already holds a
+        checkpoint (without ``resume``) or holds none (with ``resume``), or a
+        checkpoint that is damaged or written for a different run (the message
+        names the first differing field).
     """
     config = config or TrainConfig()
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     config.validate()
     _check_number("checkpoint_every", checkpoint_every, low=1, integer=True)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if masking is not None and (not isinstance(masking, Masking) or masking.model is not model):
+        raise ValueError("masking belongs to another model: pass the Masking returned by mask_model/apply_masks for "
+                         "this model (a Masking of another model would leave this one dense)")
+    missing = [k for k in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+               if not isinstance(getattr(data, k, None), torch.Tensor)]
+    if missing:
+        raise ValueError(f"data must be an rpbook Dataset (tensors x_train, y_train, x_val, y_val, x_test, y_test); "
+                         f"missing or not tensors: {', '.join(missing)}")
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume must be True or False, got {resume!r}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs a checkpoint_dir")
+    ckpt_path = check_checkpoint_dir(checkpoint_dir, resume=resume) if checkpoint_dir is not None else None
     dev = choose_device(device)
     task = _task(data)
+    _check_finite_data(data, task)
     model.to(dev)
+    _check_model_takes(model, data.x_train, [data.y_train, data.y_val, data.y_test], task, dev)
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
     n = len(x_train)
     if n == 0:
         raise ValueError("the training split is empty")
+    if len(y_train) != n:
+        raise ValueError(f"x_train and y_train must have the same number of examples, got {n} and {len(y_train)}")
     steps_per_epoch = math.ceil(n / config.batch_size)
+    if n % config.batch_size == 1 and _has_batchnorm(model):
+        if n == 1:
+            raise ValueError("a model with BatchNorm cannot train on a single example; give at least 2")
+        steps_per_epoch -= 1  # BatchNorm cannot normalise a batch of one: that example sits out this epoch
     optimizer = make_optimizer(model, config)
     if masking is not None:
         masking.apply_()
@@ -380,26 +590,35 @@ def fit(
     history = History()
     state = TrainState(model=model, optimizer=optimizer, config=config, data=data, device=dev, masking=masking,
                        history=history, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.epochs)
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
-    fingerprint = _fingerprint(model, data, config, masking)
+    fingerprint = _fingerprint(model, data, config, masking, callbacks, run) if ckpt_path is not None else {}
     start_epoch = 0
-    if resume and ckpt_path is not None and ckpt_path.exists():
+    if resume:
         ckpt = _load_checkpoint(ckpt_path, fingerprint)
-        model.load_state_dict(ckpt["model"])
-        if masking is not None:
-            for name, mask in ckpt["masks"].items():
-                masking.set_mask(name, mask)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        history = History.from_dict(ckpt["history"])
+        try:
+            # Masks first, then the weights: set_mask zeroes weights where the mask changed,
+            # which must not touch the weights a DST run regrew before the interruption.
+            if masking is not None:
+                if sorted(ckpt["masks"]) != sorted(masking.masks):
+                    raise ValueError(f"its masks name layers {sorted(ckpt['masks'])}, the model masks {sorted(masking.masks)}")
+                for name, mask in ckpt["masks"].items():
+                    masking.set_mask(name, mask)
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scaler is not None and ckpt.get("scaler"):
+                scaler.load_state_dict(ckpt["scaler"])
+            history = History.from_dict(ckpt["history"])
+            saved = list(ckpt["callbacks"])
+            for cb in callbacks:  # each callback takes the next saved state of its own class
+                match = next((e for e in saved if e["class"] == type(cb).__name__), None)
+                if match is not None:
+                    saved.remove(match)
+                    cb.load_state_dict(match["state"])
+            _set_rng_state(ckpt.get("rng") or {})
+        except (KeyError, TypeError, RuntimeError, ValueError, IndexError) as err:
+            raise ValueError(f"checkpoint {ckpt_path} is damaged and cannot be resumed: {err}") from None
         state.history = history
-        for cb, cb_state in zip(callbacks, ckpt.get("callbacks", [])):
-            cb.load_state_dict(cb_state)
         start_epoch = ckpt["epoch"]
         state.step = ckpt["step"]
-    elif resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs a checkpoint_dir")
 
     for cb in callbacks:
         cb.on_train_begin(state)
@@ -424,7 +643,7 @@ def fit(
             with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
                 out = model(xb)
                 loss = compute_loss(out.float(), yb, task, config.label_smoothing)
-            if not torch.isfinite(loss):
+            if not torch.isfinite(loss):  # the data were checked finite above: this is divergence
                 raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {state.step}; "
                                          f"try a smaller learning rate than {config.lr}")
             if scaler is not None:
@@ -451,8 +670,9 @@ def fit(
                 sum_correct += int((out.detach().argmax(1) == yb).sum())
             for cb in callbacks:
                 cb.on_step_end(state)
+        n_seen = min(n, steps_per_epoch * config.batch_size)  # n, unless BatchNorm skipped a batch of one
         row = {"epoch": epoch + 1, "step": state.step, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": sum_loss / n, "train_acc": sum_correct / n if task != "regression" else None}
+               "train_loss": sum_loss / n_seen, "train_acc": sum_correct / n_seen if task != "regression" else None}
         if len(data.x_val):
             val = evaluate(model, data.x_val, data.y_val, task=task)
             row.update(val_loss=val["loss"], val_acc=val["accuracy"])
@@ -468,7 +688,8 @@ def fit(
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
                 "masks": masking.masks if masking is not None else {},
-                "history": history.to_dict(), "callbacks": [cb.state_dict() for cb in callbacks],
+                "history": history.to_dict(), "callbacks": [{"class": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks],
+                "rng": _rng_state(),
             }, ckpt_path)
     bar.close()
     history.wall_time = wall_before + time.perf_counter() - started

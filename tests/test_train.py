@@ -102,7 +102,9 @@ def test_failed_checkpoint_write_keeps_the_old_one(tmp_path, monkeypatch):
 
     data = toy_data()
     model, masking = sparse_model()
-    fit(model, data, dataclasses.replace(CFG, epochs=1), masking=masking, progress=False, device="cpu", checkpoint_dir=tmp_path)
+    with pytest.raises(Interrupt):  # a checkpoint after epoch 1 of 2
+        fit(model, data, dataclasses.replace(CFG, epochs=2), masking=masking, progress=False, device="cpu",
+            checkpoint_dir=tmp_path, callbacks=[StopAfter(2)])
     before = (tmp_path / "checkpoint.pt").read_bytes()
 
     def broken_save(obj, fh):
@@ -112,7 +114,8 @@ def test_failed_checkpoint_write_keeps_the_old_one(tmp_path, monkeypatch):
     monkeypatch.setattr(train.torch, "save", broken_save)
     model, masking = sparse_model()
     with pytest.raises(OSError, match="disk full"):
-        fit(model, data, dataclasses.replace(CFG, epochs=1), masking=masking, progress=False, device="cpu", checkpoint_dir=tmp_path)
+        fit(model, data, dataclasses.replace(CFG, epochs=2), masking=masking, progress=False, device="cpu",
+            checkpoint_dir=tmp_path, resume=True)
     assert (tmp_path / "checkpoint.pt").read_bytes() == before
     assert os.listdir(tmp_path) == ["checkpoint.pt"]
 

@@ -22,6 +22,12 @@ from ..masks import check_density, check_rule, mask_model, sparsity_report
 from ..models import MODEL_NAMES, build_model
 from ..train import TrainConfig, fit
 
+# 1e9 float32 weights are 4 GB before gradients and optimizer state (three to four times more):
+# beyond any laptop and most single GPUs, so a larger model is a typo in --width/--hidden, refused before allocating.
+MAX_PARAMETERS = 1_000_000_000
+# The deepest network of the book has tens of layers; thousands is a typo (and slow to even build).
+MAX_LAYERS = 1000
+
 
 @dataclass(frozen=True)
 class SparseRun:
@@ -58,6 +64,11 @@ class SparseRun:
             raise ValueError(f"unknown dataset {self.dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
         if isinstance(self.width, bool) or not isinstance(self.width, numbers.Real) or math.isnan(self.width) or not self.width > 0:
             raise ValueError(f"width must be a number > 0, got {self.width!r}")
+        if self.hidden is not None and (not isinstance(self.hidden, tuple) or not 1 <= len(self.hidden) <= MAX_LAYERS):
+            raise ValueError(f"hidden must be a tuple of 1 to {MAX_LAYERS} layer sizes, got {self.hidden!r}")
+        if self.depth is not None and (isinstance(self.depth, bool) or not isinstance(self.depth, numbers.Integral)
+                                       or not 0 <= self.depth <= MAX_LAYERS):
+            raise ValueError(f"depth must be an integer in [0, {MAX_LAYERS}], got {self.depth!r}")
         check_density(self.density)
         check_rule(self.rule)
         check_init(self.init)
@@ -65,6 +76,33 @@ class SparseRun:
         if not isinstance(self.train, TrainConfig):
             raise ValueError(f"train must be a TrainConfig, got {type(self.train).__name__}")
         self.train.validate()
+
+
+def check_model_size(run: SparseRun, in_shape: tuple[int, ...], num_classes: int) -> int:
+    """Build ``run``'s model on the meta device (no memory, no random draws) and return its parameter count.
+
+    Chapter 1 counts parameters; this refuses models above :data:`MAX_PARAMETERS`
+    before anything is allocated (e.g. a ``--width 1e6`` typo).
+
+    Raises
+    ------
+    ValueError
+        If the model cannot be built with these settings or is too large.
+    """
+    try:
+        with torch.device("meta"):
+            model = build_model(run.model, in_shape=tuple(in_shape), num_classes=num_classes,
+                                width=run.width, hidden=run.hidden, depth=run.depth)
+        size = sum(p.numel() for p in model.parameters())
+    except (RuntimeError, OverflowError, MemoryError, TypeError):  # sizes beyond int64: torch cannot even describe them
+        size = math.inf
+    if size == math.inf:
+        raise ValueError(f"the model is too large to build (width {run.width:g}): more than the {MAX_PARAMETERS:,} "
+                         "parameters allowed; use a smaller width or hidden sizes")
+    if size > MAX_PARAMETERS:
+        raise ValueError(f"the model would have {size:,} parameters (width {run.width:g}), more than the {MAX_PARAMETERS:,} "
+                         f"allowed (about {4 * MAX_PARAMETERS / 1e9:.0f} GB of float32 weights); use a smaller width or hidden sizes")
+    return size
 
 
 def train_sparse(
@@ -94,6 +132,7 @@ def train_sparse(
     seed_everything(run.seed)
     if data is None:
         data = load_dataset(run.dataset, seed=run.seed, n_train=run.n_train)
+    check_model_size(run, tuple(data.in_shape), data.num_classes)
     model = build_model(run.model, in_shape=tuple(data.in_shape), num_classes=data.num_classes,
                         width=run.width, hidden=run.hidden, depth=run.depth)
     masking = None
@@ -101,10 +140,14 @@ def train_sparse(
         masking = mask_model(model, run.density, run.rule, seed=run.seed, dense_first=run.dense_first,
                              dense_last=run.dense_last, repair=run.repair)
     initialize_(model, run.init, seed=run.seed)
-    report = sparsity_report(model, tuple(data.in_shape))
     config = dataclasses.replace(run.train, seed=run.seed)
+    # the run's fields join the checkpoint fingerprint: resuming with another density or rule is refused by name
+    described = {f.name: getattr(run, f.name) for f in dataclasses.fields(run) if f.name != "train"}
+    described["hidden"] = list(run.hidden) if run.hidden is not None else None
     history = fit(model, data, config, masking=masking, device=dev, checkpoint_dir=checkpoint_dir,
-                  resume=resume, progress=progress, desc=f"{run.model} p={run.density:g} {run.rule}")
+                  resume=resume, progress=progress, desc=f"{run.model} p={run.density:g} {run.rule}", run=described)
+    # after training: the masks are the ones the run ended with (a resumed run's come from its checkpoint)
+    report = sparsity_report(model, tuple(data.in_shape))
     return {
         "density": report.density,
         "layers": [{"name": r.name, "shape": list(r.shape), "density": r.density} for r in report.layers],
