@@ -23,7 +23,7 @@ from .masks import maskable_layers
 from .train import Callback, TrainState, compute_loss
 
 
-def _check_batch(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
+def check_batch(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise ValueError(f"the batch must be two tensors (inputs, targets), got {type(x).__name__} and {type(y).__name__}")
     if len(x) == 0 or len(x) != len(y):
@@ -72,7 +72,7 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str) -> tupl
 
 def _gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, task: str, masked: bool,
                create_graph: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    x, y = _check_batch(x, y)
+    x, y = check_batch(x, y)
     layers = _weights(model)
     weights = [m.weight for _, m in layers]
     loss, _ = _loss(model, x, y, task)
@@ -197,7 +197,7 @@ def signal_propagation(
         ``{"layers": [names], "act_var": [...], "act_var_unit_cv": [...], "grad_var": [...],
         "weight_grad_norm": [...], "grad_norm": float, "loss": float}``.
     """
-    x, y = _check_batch(x, y)
+    x, y = check_batch(x, y)
     layers = _weights(model)
     outputs: dict[str, torch.Tensor] = {}
     handles = []
@@ -281,7 +281,7 @@ class GradientNormLogger(Callback):
         if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
             raise ValueError(f"every must be a positive integer (steps between measurements), got {every!r}")
         if batch is not None:
-            _check_batch(*batch)
+            check_batch(*batch)
         self.every = int(every)
         self.batch = batch
         self.batch_size = batch_size
