@@ -252,7 +252,7 @@ def test_width_explorer_reads_the_grid_and_redraws():
     import matplotlib
 
     matplotlib.use("Agg")
-    from rpbook.widgets import WidthExplorer
+    from rpbook.chapters.ch4_how_much_wider import WidthExplorer
 
     explorer = WidthExplorer(_fake_result())
     a = explorer.update(0.2, 2)
@@ -272,7 +272,7 @@ def test_width_explorer_live_and_twin():
     import matplotlib
 
     matplotlib.use("Agg")
-    from rpbook.widgets import width_explorer
+    from rpbook.chapters.ch4_how_much_wider import width_explorer
 
     panel = width_explorer(_fake_result(), density=0.2, k=2)
     controls = {w.description: w for w in panel.children if getattr(w, "description", "")}

@@ -290,7 +290,7 @@ def test_chapter7_figures_and_explorer_draw_quick_results():
     import matplotlib.pyplot as plt
     from matplotlib.figure import Figure
 
-    from rpbook import plots, widgets
+    from rpbook.chapters import ch7_sparse_to_sparse as ch7
     from rpbook.experiments import RunContext
     from rpbook.experiments import layer_collapse as lc, s2s_imp, s2s_pruning_at_init as pai
     from rpbook.results import ResultStore
@@ -301,16 +301,16 @@ def test_chapter7_figures_and_explorer_draw_quick_results():
         pres = pai.run(pai.presets("quick"), RunContext("s2s_pruning_at_init", pai.presets("quick"), store, progress=False))
         col = lc.run(lc.presets("quick"), RunContext("layer_collapse", lc.presets("quick"), store, progress=False))
     assert any(r["collapsed"] for r in col["runs"] if r["method"] == "magnitude" and r["density"] == 0.005)
-    plots.plot_s2s_imp(imp)
-    plots.plot_imp_flops(imp)
-    plots.plot_pruning_at_init(pres)
-    plots.plot_layer_collapse(col)
+    ch7.plot_s2s_imp(imp)
+    ch7.plot_imp_flops(imp)
+    ch7.plot_pruning_at_init(pres)
+    ch7.plot_layer_collapse(col)
     plt.close("all")
     figure = Figure(layout="none")
-    widgets.draw_s2s_explorer(figure, imp, pres, rule="balanced", source_density=0.3, method="synflow")
+    ch7.draw_s2s_explorer(figure, imp, pres, rule="balanced", source_density=0.3, method="synflow")
     assert len(figure.axes) == 2
     with pytest.raises(ValueError, match="not stored"):
-        widgets.s2s_explorer(imp, pres, rule="pyramidal")
+        ch7.s2s_explorer(imp, pres, rule="pyramidal")
 
 
 def test_snip_and_grasp_refuse_a_regression_batch_unless_told():

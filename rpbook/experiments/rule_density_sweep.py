@@ -145,7 +145,7 @@ def ranking(result: dict) -> list[dict]:
 
 
 def unit_rows(result: dict, *, rule: str | None = None, density: float | None = None) -> list[dict]:
-    """The per-seed rows of one rule (or ``None`` for dense) and density (chapter 3 widgets)."""
+    """The per-seed rows of one rule (or ``None`` for dense) and density (chapter 3 explorer)."""
     return [r for r in result["runs"]
             if (rule is None or r["rule"] == rule) and (density is None or abs(r["density"] - density) < 1e-12)]
 
