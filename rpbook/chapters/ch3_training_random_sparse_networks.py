@@ -345,3 +345,72 @@ def training_sweep_explorer(result: dict, *, static: bool = False, density: floa
 
 
 
+
+
+# ----------------------------------------------------------------------------- the numbers the prose quotes
+
+
+def _sparse_acc(rd: Mapping, rule: str, density: float) -> float:
+    return next(s for s in rd["summary"] if s["arm"] == "sparse" and s["rule"] == rule
+                and s["density"] == density)["test_acc"]["mean"]
+
+
+def numbers(records: Mapping[str, Mapping]) -> dict:
+    """Every number chapter 3's prose quotes from its stored results, by glue name.
+
+    ``records`` maps ``rule_density_sweep``, ``width_sweep``, ``depth_sweep``
+    (and optionally more) to their stored records (config, result, provenance).
+    The connectivity numbers come from resampled masks: :func:`connectivity_numbers`.
+    """
+    rd, wsr, dsr = (records[n]["result"] for n in ("rule_density_sweep", "width_sweep", "depth_sweep"))
+    out: dict = {"ch3_total_minutes": sum(rec["provenance"]["wall_time_s"] for rec in records.values()) / 60}
+    # Accuracy against density.
+    dense = rds.dense_stats(rd)
+    densities = rds.densities_of(rd)
+    p_hi, p_lo = densities[0], densities[-1]
+    p_mid = 0.1 if 0.1 in densities else densities[len(densities) // 2]
+    best_mid = max(rds.rules_of(rd), key=lambda r: _sparse_acc(rd, r, p_mid))
+    out.update({
+        "ch3_dense": dense["mean"], "ch3_dense_std": dense["std"], "ch3_p_hi": p_hi, "ch3_p_lo": p_lo,
+        "ch3_p_mid": p_mid, "ch3_gap_erk_hi": dense["mean"] - _sparse_acc(rd, "erk", p_hi),
+        "ch3_gap_erk_mid": dense["mean"] - _sparse_acc(rd, "erk", p_mid),
+        "ch3_gap_uniform_mid": dense["mean"] - _sparse_acc(rd, "uniform", p_mid),
+        "ch3_erk_lo": _sparse_acc(rd, "erk", p_lo), "ch3_uniform_lo": _sparse_acc(rd, "uniform", p_lo),
+        "ch3_best_mid": best_mid, "ch3_gap_best_mid": dense["mean"] - _sparse_acc(rd, best_mid, p_mid),
+    })
+    # Wider networks.
+    units = {float(k): v[0] for k, v in wsr["hidden_units"].items()}
+    w_lo, w_hi = min(units), max(units)
+    p_w = 0.1 if any(g["density"] == 0.1 for g in wsr["gaps"]) else wsr["gaps"][0]["density"]
+    g_lo, g_hi = ws.gap(wsr, w_lo, p_w), ws.gap(wsr, w_hi, p_w)
+    out.update({"ch3_w_lo": units[w_lo], "ch3_w_hi": units[w_hi], "ch3_p_w": p_w,
+                "ch3_gap_w_lo": g_lo["gap"], "ch3_gap_w_lo_se": g_lo["gap_se"],
+                "ch3_gap_w_hi": g_hi["gap"], "ch3_gap_w_hi_se": g_hi["gap_se"],
+                "ch3_dense_w_lo": g_lo["dense"], "ch3_dense_w_hi": g_hi["dense"], "ch3_sparse_w_hi": g_hi["sparse"]})
+    adv = [(g["sparse_advantage"], g["sparse_advantage_se"]) for g in wsr["gaps"] if g["density"] == p_w]
+    out.update({"ch3_adv_hi": adv[-1][0], "ch3_adv_hi_se": adv[-1][1], "ch3_adv_lo": adv[0][0]})
+    p_sparsest = min(g["density"] for g in wsr["gaps"])
+    for key, p in (("hi", p_w), ("lo_p", p_sparsest)):
+        train = {arm: next(s for s in wsr["summary"] if s["arm"] == arm and s["width"] == w_hi
+                           and s["density"] == p)["train_acc"]["mean"] for arm in ("sparse", "dense-same-nonzero")}
+        out[f"ch3_train_sparse_{key}"] = train["sparse"]
+        out[f"ch3_train_same_{key}"] = train["dense-same-nonzero"]
+    out["ch3_p_sparsest"] = p_sparsest
+    # Deeper networks.
+    gaps = {g["depth"]: g for g in dsr["gaps"] if g["density"] == dsr["gaps"][0]["density"]}
+    d_lo, d_hi = min(gaps), max(gaps)
+    d_best = max(gaps, key=lambda d: gaps[d]["dense"])
+    out.update({"ch3_d_lo": d_lo, "ch3_d_hi": d_hi, "ch3_d_best": d_best,
+                "ch3_gap_d_lo": gaps[d_lo]["gap"], "ch3_gap_d_best": gaps[d_best]["gap"],
+                "ch3_gap_d_hi": gaps[d_hi]["gap"], "ch3_gap_d_hi_se": gaps[d_hi]["gap_se"],
+                "ch3_dense_d_best": gaps[d_best]["dense"], "ch3_dense_d_hi": gaps[d_hi]["dense"],
+                "ch3_sparse_d_lo": gaps[d_lo]["sparse"], "ch3_sparse_d_hi": gaps[d_hi]["sparse"]})
+    return out
+
+
+def connectivity_numbers(rows: Sequence[Mapping], layer_p: float, p_mid: float) -> dict:
+    """The connectivity numbers chapter 3 quotes, from the rows of resampled trained masks (one per rule and density)."""
+    pyr = {r["density"]: r for r in rows if r["rule"] == "pyramidal"}
+    uni = {r["density"]: r for r in rows if r["rule"] == "uniform"}
+    return {"ch3_pyr_outputs_lo": pyr[layer_p]["outputs_reached"], "ch3_pyr_eff_lo": pyr[layer_p]["effective_density"],
+            "ch3_uni_eff_mid": uni[p_mid]["effective_density"], "ch3_layer_p": layer_p}

@@ -14,8 +14,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..dst import DST_METHODS
-from ..experiments.evci_pipeline import curves_of, method_labels
-from ..experiments.init_signal_propagation import curve, grad_norms
+from ..experiments.evci_pipeline import curves_of, method_labels, setup_key, update_table
+from ..experiments.init_signal_propagation import curve, grad_norms, ratio_table
+from ..models import build_model
 from .explorer import stored_view
 from .style import PALETTE, axes_or_new, book_style, density_ticks, log_ticks
 
@@ -247,3 +248,32 @@ def init_signal_explorer(result: dict, *, static: bool = False, density: float =
 
 
 
+
+
+# ----------------------------------------------------------------------------- the numbers the prose quotes
+
+
+def numbers(signal: dict, evci: dict) -> dict:
+    """Every number chapter 5's prose quotes, by glue name.
+
+    ``signal`` is the ``init_signal_propagation`` result, ``evci`` the
+    ``evci_pipeline`` result. With a LeNet-5 setup, also the size of its first
+    layer and how many of its weights the pruned mask keeps.
+    """
+    ratio = {r["density p"]: r["unit-scaled / dense"] for r in ratio_table(signal)}
+    out: dict = {"gf_ratio_p01": ratio[0.1], "gf_ratio_pmin": ratio[min(ratio)], "gf_pmin": min(ratio)}
+    for s in evci["summary"]:
+        key = setup_key(s["setup"])
+        for method, e in s["methods"].items():
+            out[f"gf_acc_{key}_{method.replace('+', 'plus').replace('-', '_')}"] = 100 * e["test_accuracy"]["mean"]
+        out[f"gf_ratio_{key}"] = s["grad_norm_ratio_init"]["mean"]
+        for method, b in s["barrier"].items():
+            out[f"gf_barrier_{key}_{method}"] = b["mean"]
+    for row in update_table(evci):
+        out[f"gf_gain_{setup_key(row['setup'])}_{row['method'].lower()}"] = row["after / before"]
+    lenet = [u for u in evci["units"] if setup_key(u["setup"]) == "lenet5"]
+    if lenet:
+        conv1_size = build_model("lenet5", in_shape=(1, 8, 8), num_classes=10).features.conv1.weight.numel()
+        out["gf_conv1_size"] = conv1_size
+        out["gf_conv1_kept"] = round(lenet[0]["layer_densities"]["features.conv1"] * conv1_size)
+    return out
