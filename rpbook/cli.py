@@ -169,9 +169,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from .dst import DST_METHODS
     from .experiments import experiment_names, get_experiment
+    from .masks import RULE_REGISTRY
+    from .pruning import SCORE_FUNCTIONS
     from .results import ResultStore
 
+    # The registries: what `--rule` accepts and what an experiment may name (CONTRIBUTING.md adds to them).
+    print("layer-wise rules: " + ", ".join(f"{n} ({r.label})" for n, r in RULE_REGISTRY.items()))
+    print("pruning scores: " + ", ".join(SCORE_FUNCTIONS))
+    print("DST methods: " + ", ".join(f"{n} ({c.label})" for n, c in DST_METHODS.items()))
     store = ResultStore(args.results) if args.results else ResultStore()
     names = experiment_names()
     if not names:
@@ -210,7 +217,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     p.add_argument("--results", default=None, help="results folder (default: book/_results)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p = sub.add_parser("list", help="list experiments, their profiles, and which results are stored")
+    p = sub.add_parser("list", help="list the registered rules, scores and DST methods, the experiments, "
+                                        "their profiles, and which results are stored")
     p.add_argument("--results", default=None, help="results folder (default: book/_results)")
     return parser
 

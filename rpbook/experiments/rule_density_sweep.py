@@ -60,7 +60,7 @@ def presets(profile: str) -> RuleDensityConfig:
     if profile == "standard":
         return RuleDensityConfig(train=train_preset("standard"))
     if profile == "full":
-        return RuleDensityConfig(model="vgg16", dataset="cifar10", hidden=None, rules=RULES, train=train_preset("full"))
+        return RuleDensityConfig(model="vgg16", dataset="cifar10", hidden=None, rules=tuple(RULES), train=train_preset("full"))
     raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
 
 
