@@ -222,7 +222,7 @@ def plot_edge_popup_width(result: Mapping, config: Mapping, axes: "Sequence[plt.
                           mark: tuple[float, float] | None = None) -> "Sequence[plt.Axes]":
     """edge-popup test accuracy against width, one panel per weight distribution (chapter 6).
 
-    One line per kept fraction k (dark = sparse), shaded between the seeds'
+    One line per kept fraction κ (dark = sparse), shaded between the seeds'
     lowest and highest; black: the same MLP trained densely. ``mark`` rings
     one ``(width, k)`` cell in every panel (the explorer's selection).
     """
@@ -243,7 +243,7 @@ def plot_edge_popup_width(result: Mapping, config: Mapping, axes: "Sequence[plt.
         ax.plot(units, [m for m, _, _ in d], "-", color=PALETTE["black"], lw=2, label="dense, trained weights")
         for p in densities:
             s = [ep[(init, p, w)] for w in widths]
-            ax.plot(units, [m for m, _, _ in s], "o-", color=colors[p], ms=4, label=f"edge-popup, k = {p:g}")
+            ax.plot(units, [m for m, _, _ in s], "o-", color=colors[p], ms=4, label=f"edge-popup, κ = {p:g}")
             ax.fill_between(units, [lo for _, lo, _ in s], [hi for _, _, hi in s], color=colors[p], alpha=0.15, lw=0)
         if mark is not None and (init, mark[1], mark[0]) in ep:
             u = hidden_units([mark[0]], base)[0]
@@ -269,7 +269,7 @@ def plot_weight_init_comparison(result: Mapping, ax: "plt.Axes | None" = None) -
         widths = sorted({r["width"] for r in rows if r["density"] == p})
         x = [ep[("kaiming_normal", p, w)][0] for w in widths]
         y = [ep[("signed_constant", p, w)][0] for w in widths]
-        ax.scatter(x, y, color=colors[p], s=[14 + 10 * i for i in range(len(widths))], label=f"k = {p:g}", zorder=3)
+        ax.scatter(x, y, color=colors[p], s=[14 + 10 * i for i in range(len(widths))], label=f"κ = {p:g}", zorder=3)
     ax.plot([0, 1], [0, 1], color=PALETTE["grey"], lw=1)
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
@@ -314,7 +314,7 @@ def plot_er_source(result: Mapping, config: Mapping, axes: "Sequence[plt.Axes] |
         units = hidden_units(sorted({r["width"] for r in rows}), base)
         ax.set_xticks(units, [str(u) for u in units])
         ax.set_xlabel("hidden units per layer")
-        ax.set_title(f"ticket keeps k = {k:g} of each layer", fontsize=10)
+        ax.set_title(f"ticket keeps κ = {k:g} of each layer", fontsize=10)
         ax.set_ylim(0, 1.02)
     axes[0].set_ylabel("test accuracy")
     axes[-1].legend(fontsize=7.5, loc="lower right")
@@ -468,7 +468,7 @@ class EdgePopupExplorer:
             ax_curve.set_ylim(0, 1.02)
             ax_curve.set_xlabel("hidden units per layer")
             ax_curve.set_ylabel("test accuracy (mean of seeds)")
-            ax_curve.set_title(f"edge-popup keeping k = {density:g} of each layer", fontsize=10)
+            ax_curve.set_title(f"edge-popup keeping κ = {density:g} of each layer", fontsize=10)
             ax_curve.legend(fontsize=7.5, loc="lower right")
             labels, values, colors = [], [], []
             for key, value in nums.items():
@@ -492,7 +492,7 @@ class EdgePopupExplorer:
             ax_bar.set_yticks(y, labels, fontsize=8)
             ax_bar.set_xlim(0, 1)
             ax_bar.set_xlabel("test accuracy")
-            ax_bar.set_title(f"{u} hidden units, k = {density:g}", fontsize=10)
+            ax_bar.set_title(f"{u} hidden units, κ = {density:g}", fontsize=10)
         return nums
 
     def render_png(self) -> bytes:
@@ -512,7 +512,7 @@ class EdgePopupExplorer:
             "width": widgets.SelectionSlider(options=[(str(u), w) for u, w in zip(hidden_units(self.widths, base), self.widths)],
                                              value=width, description="hidden units", continuous_update=False, style=style),
             "density": widgets.SelectionSlider(options=[(f"{p:g}", p) for p in self.densities], value=density,
-                                               description="kept fraction k", continuous_update=False, style=style),
+                                               description="kept fraction κ", continuous_update=False, style=style),
         }
 
         return live_panel(self.figure, self.update, controls, explorer=self)
