@@ -2,7 +2,7 @@
 
 Chapter 5 (*Gradient flow*) teaches these, following Evci et al. (2022),
 "Gradient Flow in Sparse Neural Networks and How Lottery Tickets Win"
-(SCIENCE §2.2): the quantity is the L2 norm of the **masked** gradient of the
+(Evci et al. 2022): the quantity is the L2 norm of the **masked** gradient of the
 **unregularized** loss (no weight decay) on a **fixed** batch, at
 initialization and every few steps of training.
 
@@ -147,7 +147,7 @@ def hessian_gradient_product(
     """``H g`` of the masked loss by double backpropagation (chapter 5; GraSP and MetaInit use it).
 
     With ``g = m ⊙ ∇L`` the masked gradient, ``H g`` is the gradient of
-    ``½ ||g||²`` (SCIENCE §2.2), restricted to the mask: the Hessian of the
+    ``½ ||g||²`` (Evci et al. 2022), restricted to the mask: the Hessian of the
     loss as a function of the kept weights only, applied to their gradient.
 
     Returns
@@ -265,7 +265,7 @@ def fixed_batch(data: Any, size: int = 1000, *, offset: int = 0) -> tuple[torch.
 class GradientNormLogger(Callback):
     """Log the masked gradient norm on a fixed batch at step 0 and every ``every`` steps (chapter 5).
 
-    This is Evci et al.'s protocol (SCIENCE §2.2): a fixed batch (by default
+    This is Evci et al.'s protocol (Evci et al. 2022): a fixed batch (by default
     the first 1,000 training examples), the unregularized loss, the masked
     gradient, at initialization and then every ``every`` optimizer steps,
     measured after the weight update (and any mask update) of that step.

@@ -1,7 +1,7 @@
 """Sparsity-aware initialisation: scale each weight by its unit's real fan-in.
 
 Chapter 5 (*Gradient flow*) teaches why this matters; chapter 3 uses it for
-every random sparse network it trains. SCIENCE §2.1 has the formulas.
+every random sparse network it trains. appendix *Formulas and notation*, initialisations has the formulas.
 """
 from __future__ import annotations
 

@@ -256,7 +256,7 @@ def _pyramidal(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk
 
 
 def pyramidal_ratio(shapes: Sequence[tuple[int, ...]], density: float) -> float:
-    """The ratio ``r`` of the pyramidal rule, ``sum_l n_l r**l = p N`` (chapter 2, SCIENCE §1.5)."""
+    """The ratio ``r`` of the pyramidal rule, ``sum_l n_l r**l = p N`` (chapter 2, appendix *Formulas and notation*, layer-wise rules)."""
     sizes = [math.prod(s) for s in shapes]
     dens = _solve_pyramidal(sizes, check_density(density) * sum(sizes), set())
     return dens[0]
@@ -400,7 +400,7 @@ def repair_dead_units(mask: torch.Tensor, *, seed: int | None = None, generator:
     """Give every unit with no incoming or no outgoing connection one edge, keeping the count.
 
     Chapter 2, *Isolated units*. For a conv layer the unit is a channel and a
-    channel edge exists when any kernel entry survives (SCIENCE §1.9). Each
+    channel edge exists when any kernel entry survives (appendix *Formulas and notation*, masks as graphs). Each
     added edge is paid for by removing a random edge between two units that
     keep at least one other edge, so the number of kept weights is unchanged
     (the released code of Gadhikar et al. only adds). Only when no such edge

@@ -2,7 +2,7 @@
 
 Chapter 1 (*Start sparse*) counts their parameters; chapter 3 (*Training
 random sparse networks*) trains random sparse versions of them and widens and
-deepens them to close the gap to the dense network (SCIENCE §5).
+deepens them to close the gap to the dense network (Liu et al. 2022).
 
 Conventions the rest of the package relies on:
 
@@ -28,7 +28,7 @@ MODEL_NAMES: tuple[str, ...] = ("mlp", "lenet5", "convnet", "resnet20", "resnet3
 
 MLP_HIDDEN: tuple[int, ...] = (300, 100)  # LeNet-300-100
 MLP_DEPTH_UNITS = 100
-LENET5_SIZES: tuple[int, int, int, int] = (6, 16, 120, 84)  # conv, conv, fc, fc (SCIENCE §2.3)
+LENET5_SIZES: tuple[int, int, int, int] = (6, 16, 120, 84)  # conv, conv, fc, fc (Evci et al. 2022)
 CONVNET_DEPTHS: tuple[int, ...] = (2, 4, 6)
 CONVNET_CHANNELS: tuple[int, ...] = (64, 128, 256)
 CONVNET_HIDDEN: tuple[int, int] = (256, 256)
@@ -159,7 +159,7 @@ class MLP(nn.Sequential):
 class LeNet5(nn.Module):
     """LeNet-5: conv 6 → 16 (5×5, padding 2), max-pools, then fc 120 → 84 → classes.
 
-    Chapter 5, *Gradient flow* (the RigL paper's MNIST model, SCIENCE §2.3),
+    Chapter 5, *Gradient flow* (the RigL paper's MNIST model, Evci et al. 2022),
     and chapter 3 on small images.
 
     Parameters
@@ -223,8 +223,8 @@ class LeNet5(nn.Module):
 class ConvNet(nn.Module):
     """The Conv-2/4/6 networks of Frankle & Carbin and Ramanujan et al.
 
-    Chapter 6, *Strong lottery tickets* (edge-popup's CIFAR models, SCIENCE
-    §3.1), and chapter 3 as a small convolutional net.
+    Chapter 6, *Strong lottery tickets* (edge-popup's CIFAR models,
+    Ramanujan et al. 2020), and chapter 3 as a small convolutional net.
 
     Parameters
     ----------
@@ -311,7 +311,7 @@ class ResNetCIFAR(nn.Module):
     """The CIFAR ResNet of depth 6n + 2 (He et al. 2016; Liu et al.'s ``cifar_resnet_D_W``).
 
     Chapter 3, *Training random sparse networks*: the deeper and wider
-    networks in which random sparse training matches dense (SCIENCE §5).
+    networks in which random sparse training matches dense (Liu et al. 2022).
 
     Parameters
     ----------
@@ -368,7 +368,7 @@ class VGG16(nn.Module):
     """VGG-16 with batch norm, in its common CIFAR form (one ``Linear`` classifier).
 
     Chapter 3, *Training random sparse networks* (Liu et al.'s second CIFAR
-    model, SCIENCE §5).
+    model, Liu et al. 2022).
 
     Parameters
     ----------

@@ -4,7 +4,7 @@ Chapter 4 (*How much wider? Overparameterization of random masks*) teaches
 all of it. Gadhikar et al. (2023) show that a random Erdős–Rényi (ER) network
 of density ``p`` can represent a target network when it is wider by a factor
 of about ``1 / log(1 / (1 - p))``. The combinatorial core, worked out here as
-the book's own derivation (SCIENCE §6.1), is the *replication construction*:
+the book's own derivation (appendix *Formulas and notation*, how much wider), is the *replication construction*:
 
 - every hidden unit ``j`` of the target gets ``k`` replicas in the source;
   replica ``r`` of unit ``j`` is source unit ``j * k + r`` (replicas of one

@@ -5,7 +5,7 @@ the masks whose lottery tickets it studies, and iterative magnitude pruning
 (IMP) with reset to initialization or rewinding; chapter 7 (*Sparse-to-sparse*)
 adds more scores and runs every pruner inside a random source mask.
 
-The pieces (SCIENCE §4.1, §6.2):
+The pieces (appendix *Formulas and notation*, pruning scores):
 
 - a **score function** maps a model (and optionally a batch) to one score per
   weight, larger = more important; :data:`SCORE_FUNCTIONS` is the registry and
@@ -153,7 +153,7 @@ def magnitude_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] 
 @register_score("snip")
 def snip_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
                 **options: Any) -> dict[str, torch.Tensor]:
-    """SNIP: ``|m ⊙ w ⊙ ∂L/∂w|`` on one batch (chapter 7, SCIENCE §4.1; Lee et al. 2019).
+    """SNIP: ``|m ⊙ w ⊙ ∂L/∂w|`` on one batch (chapter 7, appendix *Formulas and notation*, pruning scores; Lee et al. 2019).
 
     The connection sensitivity: how much the loss would change if the weight
     were removed, to first order. Options: ``masks`` as for :func:`magnitude_scores`;
@@ -176,7 +176,7 @@ def snip_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | Non
 @register_score("grasp")
 def grasp_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
                  **options: Any) -> dict[str, torch.Tensor]:
-    """GraSP, as "larger = keep": ``m ⊙ w ⊙ (H g)`` (chapter 7, SCIENCE §4.1; Wang et al. 2020).
+    """GraSP, as "larger = keep": ``m ⊙ w ⊙ (H g)`` (chapter 7, appendix *Formulas and notation*, pruning scores; Wang et al. 2020).
 
     GraSP removes the weights whose removal least reduces the gradient flow:
     the highest ``-w ⊙ Hg``, i.e. it keeps the highest ``w ⊙ Hg``. ``g`` is the
@@ -244,7 +244,7 @@ def _synflow(model: nn.Module, options: Mapping[str, Any], method: str) -> dict[
 @register_score("synflow")
 def synflow_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
                    **options: Any) -> dict[str, torch.Tensor]:
-    """SynFlow: ``|w| ⊙ ∂R/∂|w|`` with ``R = 1ᵀ(∏ |W_l|) 1`` (chapter 7, SCIENCE §6.2; Tanaka et al. 2020).
+    """SynFlow: ``|w| ⊙ ∂R/∂|w|`` with ``R = 1ᵀ(∏ |W_l|) 1`` (chapter 7, appendix *Formulas and notation*, pruning scores and dynamic sparse training; Tanaka et al. 2020).
 
     Data-free: every parameter (and BatchNorm statistic) is replaced by its
     absolute value in a float64 copy, one all-ones input of ``in_shape`` goes
@@ -326,7 +326,7 @@ def prune_to_density(
 
     Chapter 5 (magnitude pruning, IMP) and chapter 7 (sparse-to-sparse). The
     density is measured against the **full** layer or network, as in Gadhikar
-    et al. (SCIENCE §4.1): a weight outside ``source_masks`` is never kept, so
+    et al. (appendix *Formulas and notation*, pruning scores): a weight outside ``source_masks`` is never kept, so
     pruning stays inside a random source mask.
 
     Parameters
@@ -341,7 +341,7 @@ def prune_to_density(
         missing from it are unrestricted.
     scope
         ``"global"``: one threshold over all layers together (can empty a
-        layer, the "layer collapse" of SCIENCE §9.5); ``"layer"``: every layer
+        layer, the "layer collapse" of appendix *Formulas and notation*, pruning scores); ``"layer"``: every layer
         keeps ``round(p n_l)`` of its ``n_l`` weights (what TF-MOT and Evci's
         pruning runs do), at least one.
 
@@ -439,7 +439,7 @@ def dense_masking(model: nn.Module) -> Masking:
 
 def cubic_density(step: int, *, start_step: int, end_step: int, final_density: float,
                   initial_density: float = 1.0) -> float:
-    """Density at ``step`` on Zhu & Gupta's cubic schedule (chapter 5, SCIENCE §4.3).
+    """Density at ``step`` on Zhu & Gupta's cubic schedule (chapter 5, Zhu & Gupta 2017).
 
     ``p_t = p_f + (p_0 - p_f) (1 - (t - t_0) / (t_1 - t_0))**3`` between
     ``start_step`` ``t_0`` and ``end_step`` ``t_1``; ``p_0`` before, ``p_f``
@@ -577,7 +577,7 @@ def imp_densities(final_density: float, *, rate: float = 0.2, start_density: flo
     """IMP's levels: remove ``rate`` of the remaining weights per level until ``final_density`` (chapter 5).
 
     ``start * (1 - rate)**l`` for ``l = 1, 2, ...``; the last level is exactly
-    ``final_density`` (Frankle & Carbin prune 20 % per level, SCIENCE §4.2).
+    ``final_density`` (Frankle & Carbin prune 20 % per level, Gadhikar et al. 2023).
     """
     pf = check_density(final_density, "final_density")
     p0 = check_density(start_density, "start_density")
@@ -638,7 +638,7 @@ def iterative_magnitude_pruning(
     progress: bool = False,
     callbacks_factory: Callable[[int], Sequence[Callback]] | None = None,
 ) -> list[IMPLevel]:
-    """Iterative magnitude pruning with reset to initialization or rewinding (chapter 5, SCIENCE §6.2).
+    """Iterative magnitude pruning with reset to initialization or rewinding (chapter 5, appendix *Formulas and notation*, pruning scores and dynamic sparse training).
 
     Train; prune to the next density by magnitude (inside the masks ``masking``
     starts with, when given: sparse-to-sparse IMP, chapter 7); put the
@@ -735,7 +735,7 @@ PAI_METHODS: tuple[str, ...] = ("magnitude", "snip", "grasp", "synflow", "synflo
 
 
 class LayerCollapseWarning(UserWarning):
-    """A pruned network in which no input reaches the output (chapter 7, SCIENCE §9.5)."""
+    """A pruned network in which no input reaches the output (chapter 7, appendix *Formulas and notation*, pruning scores)."""
 
 
 def layer_quota_densities(source_masks: Mapping[str, torch.Tensor], target_density: float) -> dict[str, float]:
@@ -795,7 +795,7 @@ def _unit_graph(masks: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tens
 
 
 def layer_collapse(masks: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """Does any input still reach the output through the kept weights? (chapter 7, SCIENCE §9.5)
+    """Does any input still reach the output through the kept weights? (chapter 7, appendix *Formulas and notation*, pruning scores)
 
     Follows the layers in order as a chain (an MLP, LeNet, VGG: a conv
     layer's output channels feed the next conv's input channels, or the
@@ -876,7 +876,7 @@ def prune_at_init(
     task: str = "classification",
     warn: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Prune at initialization inside a source mask with one of :data:`PAI_METHODS` (chapter 7, SCIENCE §4.1).
+    """Prune at initialization inside a source mask with one of :data:`PAI_METHODS` (chapter 7, appendix *Formulas and notation*, pruning scores).
 
     The model is not changed: the function returns the masks, which
     :meth:`~rpbook.masks.Masking.set_mask` then applies.

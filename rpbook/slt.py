@@ -8,12 +8,12 @@ Chapter 6 (*Strong lottery tickets*) teaches all of it:
 - **The construction** of Pensia et al. (2020): a target ReLU network without
   biases is approximated by *pruning* a random network twice as deep and
   ``n = O(log(d l / eps))`` times wider, one subset-sum per target weight,
-  no weight training (:func:`subset_sum_ticket`, SCIENCE §3.2).
+  no weight training (:func:`subset_sum_ticket`, appendix *Formulas and notation*, strong lottery tickets).
 - **edge-popup** (Ramanujan et al. 2020): frozen random weights, a real score
   per edge, each layer keeps its top-``k`` scores, the scores learn through a
-  straight-through gradient (:func:`to_edge_popup`, SCIENCE §3.1). A fixed
+  straight-through gradient (:func:`to_edge_popup`, appendix *Formulas and notation*, strong lottery tickets; Ramanujan et al. 2020). A fixed
   Erdős–Rényi *source mask* restricts the search (Gadhikar et al. 2023,
-  SCIENCE §3.4); the top-``k`` is then taken among the allowed entries of the
+  Gadhikar et al. 2023); the top-``k`` is then taken among the allowed entries of the
   *flattened* mask.
 
 Headless: numpy and torch only, no plotting.
@@ -339,7 +339,7 @@ def scale_to_unit_weights(target: nn.Module, norm: str = "spectral") -> tuple[nn
     """A float64 copy of a bias-free ReLU MLP with each layer divided by its norm (chapter 6).
 
     ``spectral`` divides ``W`` by its largest singular value, so ``||W|| = 1``
-    as in Pensia et al.'s theorem (SCIENCE §3.2); every entry then lies in
+    as in Pensia et al.'s theorem (appendix *Formulas and notation*, strong lottery tickets); every entry then lies in
     ``[-1, 1]`` and ``||f(x)|| <= ||x||``. ``max`` divides by the largest
     ``|w|`` instead (entries exactly fill ``[-1, 1]``). A ReLU network without
     biases is positively homogeneous layer by layer, so the copy computes
@@ -468,7 +468,7 @@ class SubsetSumTicket:
 def subset_sum_ticket(target: nn.Module, n: int, *, seed: int) -> SubsetSumTicket:
     """Prune a random network twice as deep and ``n`` times wider into an approximation of ``target``.
 
-    Chapter 6, *From numbers to networks* (Pensia et al. 2020, SCIENCE §3.2).
+    Chapter 6, *From numbers to networks* (Pensia et al. 2020, appendix *Formulas and notation*, strong lottery tickets).
     Each target layer ``W`` (``d_out × d_in``) becomes two random layers:
     ``M1`` (``n d_in × d_in``) and ``M2`` (``d_out × n d_in``), entries ``U[-1, 1]``.
     Hidden unit ``k n + r`` keeps only its edge from input ``k`` (weight
@@ -601,7 +601,7 @@ def sup_error(f: nn.Module, g: nn.Module, x: torch.Tensor, batch_size: int = 204
 
 # ============================================================================= edge-popup
 
-#: Frozen weight distributions of edge-popup (SCIENCE §3.1).
+#: Frozen weight distributions of edge-popup (appendix *Formulas and notation*, strong lottery tickets; Ramanujan et al. 2020).
 WEIGHT_INITS: tuple[str, ...] = ("kaiming_normal", "signed_constant")
 
 
@@ -711,7 +711,7 @@ def to_edge_popup(
 ) -> nn.Module:
     """Turn every Conv2d/Linear layer of ``model`` into an edge-popup layer, in place (chapter 6).
 
-    SCIENCE §3.1 (Ramanujan et al. 2020) and §3.4 (Gadhikar et al. 2023).
+    appendix *Formulas and notation*, strong lottery tickets; Ramanujan et al. 2020 (Ramanujan et al. 2020) and §3.4 (Gadhikar et al. 2023).
 
     - Weights are redrawn and frozen (``requires_grad=False``):
       ``kaiming_normal`` ``N(0, 2 / fan)``, or ``signed_constant``

@@ -39,7 +39,7 @@ CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-# Console noise that is not ours (TOOLCHAIN.md): sphinx-thebe declares THEBE_JS_URL twice,
+# Console noise that is not ours (measured on this toolchain): sphinx-thebe declares THEBE_JS_URL twice,
 # the pydata theme's theme-mode message, and the favicon the book does not have.
 HARMLESS = ("THEBE_JS_URL", "invalid theme mode", "favicon.ico", "Failed to load resource")
 BUILD_TIMEOUT_S = 900

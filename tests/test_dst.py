@@ -1,4 +1,4 @@
-"""SET and RigL as training callbacks (chapter 5, SCIENCE §6.2)."""
+"""SET and RigL as training callbacks (chapter 5, appendix *Formulas and notation*, pruning scores and dynamic sparse training)."""
 import math
 from types import SimpleNamespace
 

@@ -1,4 +1,4 @@
-"""Gradient-flow measurements (chapter 5, SCIENCE §2.2)."""
+"""Gradient-flow measurements (chapter 5, Evci et al. 2022)."""
 import copy
 import math
 from types import SimpleNamespace

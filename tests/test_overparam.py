@@ -1,4 +1,4 @@
-"""Coverage, required width and the replication construction (chapter 4, SCIENCE §6.1)."""
+"""Coverage, required width and the replication construction (chapter 4, appendix *Formulas and notation*, how much wider)."""
 import math
 
 import numpy as np

@@ -216,7 +216,7 @@ def test_conv_to_linear_chain_is_followed():
 
 def test_global_magnitude_collapses_where_quotas_and_iterative_synflow_do_not():
     # The middle layer's weights are 100 times smaller than the others', so one global magnitude
-    # threshold empties it first (the layer collapse of SCIENCE §9.5).
+    # threshold empties it first (the layer collapse of appendix *Formulas and notation*, pruning scores).
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 3))
     with torch.no_grad():

@@ -186,7 +186,7 @@ def test_edge_popup_keeps_k_edges_inside_the_source_and_never_moves_weights(weig
 
 def test_source_restriction_uses_the_flattened_mask():
     # Allowed entries only in the last rows: a selection over row indices (the bug of
-    # the released ER_SLT code, SCIENCE §3.4) would pick entries outside the source.
+    # the released ER_SLT code, Gadhikar et al. 2023) would pick entries outside the source.
     layer = nn.Linear(10, 8)
     model = nn.Sequential(layer)
     source = torch.zeros(8, 10, dtype=torch.bool)

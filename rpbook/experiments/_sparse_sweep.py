@@ -33,7 +33,7 @@ TIMING_KEYS: frozenset[str] = frozenset({"wall_time_s"})
 def train_preset(profile: str) -> TrainConfig:
     """The optimiser settings chapter 3 trains with at each profile.
 
-    ``full`` is Liu et al.'s CIFAR setting (SCIENCE §5): 160 epochs of SGD with
+    ``full`` is Liu et al.'s CIFAR setting (Liu et al. 2022): 160 epochs of SGD with
     Nesterov momentum 0.9, learning rate 0.1 divided by 10 at half and three
     quarters of the run, batch 128, weight decay 5e-4, random crops and flips,
     mixed precision on a GPU. ``standard`` keeps the optimiser but trains for

@@ -48,7 +48,7 @@ def presets(profile: str) -> EdgePopupWidthConfig:
                                     train=TrainConfig(epochs=2, lr=0.1, weight_decay=1e-4),
                                     dense_train=TrainConfig(epochs=2, lr=0.05), seeds=(0,))
     if profile == "full":
-        # Ramanujan et al.'s CIFAR-10 Conv-4 setting (SCIENCE §3.1, HN configs/smallscale).
+        # Ramanujan et al.'s CIFAR-10 Conv-4 setting (appendix *Formulas and notation*, strong lottery tickets; Ramanujan et al. 2020, HN configs/smallscale).
         return EdgePopupWidthConfig(
             dataset="cifar10", model="convnet", hidden=None, depth=4, widths=(0.25, 0.5, 1.0, 2.0),
             densities=(0.05, 0.1, 0.3, 0.5, 0.7),

@@ -2,7 +2,7 @@
 
 Chapter 5 (*Gradient flow*), sections *Lottery tickets* and *Dynamic sparse
 training*. Reproduces the protocol of Evci et al. (2022), "Gradient Flow in
-Sparse Neural Networks and How Lottery Tickets Win" (SCIENCE §2.2–2.4), per
+Sparse Neural Networks and How Lottery Tickets Win" (Evci et al. 2022), per
 setup (model and data) and seed:
 
 1. **Prune**: train the dense network and prune it by magnitude on the cubic

@@ -3,7 +3,7 @@
 Chapter 5 (*Gradient flow*), section *Sparsity-aware initialization*. For a
 deep random sparse MLP at several densities, each of the three inits of
 :mod:`rpbook.init` (dense, layer-scaled, unit-scaled) is measured on one fixed
-batch, before any training (Evci et al. 2022, SCIENCE §2.1–2.2):
+batch, before any training (Evci et al. 2022, Evci et al. 2022; appendix *Formulas and notation*, initialisations):
 
 - the variance of every layer's pre-activations and of the backward signal
   ``∂L/∂z`` through depth (:func:`rpbook.gradflow.signal_propagation`);

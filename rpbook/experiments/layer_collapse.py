@@ -2,7 +2,7 @@
 
 Chapter 7 (*Sparse-to-sparse*), section *When it fails*: a single global
 threshold over all layers can empty one layer before the others are thin,
-which cuts every input→output path (SCIENCE §9.5; the S2S tabular notebook
+which cuts every input→output path (appendix *Formulas and notation*, pruning scores; the S2S tabular notebook
 falls to the majority class this way). This experiment prunes the dense
 network and an ER source at initialization with global magnitude, one-shot
 and iterative SynFlow, SNIP, and per-layer quotas, across densities down to

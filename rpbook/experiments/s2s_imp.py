@@ -4,7 +4,7 @@ Chapter 7 (*Sparse-to-sparse*), sections *IMP from a random source* and *What
 is saved*: Gadhikar et al. (2023) run iterative magnitude pruning inside a
 random Erdős–Rényi source mask (balanced, ERK or pyramidal layer-wise ratios,
 density 0.5, 0.3 or 0.2) instead of the dense network, and find the same
-accuracy at the target density for far less training compute (SCIENCE §4.2).
+accuracy at the target density for far less training compute (Gadhikar et al. 2023).
 This experiment runs IMP once per source × seed through every target density
 and records, per level, the test accuracy, the mask's layer densities, whether
 it collapsed, and the training FLOPs spent so far.
@@ -43,7 +43,7 @@ def imp_train_preset(profile: str) -> TrainConfig:
 
     IMP trains the network once per level, so ``standard`` trains 10 epochs
     per level (chapter 3 trains 20) to keep the whole chapter within its
-    CPU budget; ``full`` is the S2S CIFAR setting's optimiser (SCIENCE §4.2)
+    CPU budget; ``full`` is the S2S CIFAR setting's optimiser (Gadhikar et al. 2023)
     with Liu et al.'s 160-epoch step schedule.
     """
     if profile == "standard":

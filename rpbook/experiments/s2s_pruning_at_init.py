@@ -2,7 +2,7 @@
 
 Chapter 7 (*Sparse-to-sparse*), section *Pruning at initialization*:
 Gadhikar et al. (2023) run SNIP and SynFlow inside a random ER source mask
-instead of the dense network (SCIENCE §4.1). This experiment prunes every
+instead of the dense network (appendix *Formulas and notation*, pruning scores). This experiment prunes every
 source with every method to every target density at initialization, then
 trains the pruned network once, against a random per-layer baseline.
 

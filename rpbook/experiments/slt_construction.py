@@ -43,7 +43,7 @@ def presets(profile: str) -> SLTConstructionConfig:
         return SLTConstructionConfig(hidden=(8,), n_train=300, train=TrainConfig(epochs=3, lr=0.05, batch_size=64),
                                      ns=(4, 8), n_sphere=200, seeds=(0,))
     if profile == "full":
-        # Pensia et al.'s target: a 784-500-10 MLP on MNIST (SCIENCE §3.2, OLT Exp. 1).
+        # Pensia et al.'s target: a 784-500-10 MLP on MNIST (appendix *Formulas and notation*, strong lottery tickets, OLT Exp. 1).
         return SLTConstructionConfig(dataset="mnist", hidden=(500,),
                                      train=TrainConfig(epochs=20, lr=0.05, batch_size=128),
                                      ns=(8, 16, 24, 32, 40), n_sphere=10000, seeds=(0, 1, 2))
