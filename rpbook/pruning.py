@@ -34,6 +34,7 @@ from torch import nn
 
 from .masks import Masking, check_density, maskable_layers
 from .train import Callback, TrainConfig, TrainState, compute_loss, fit
+from .validators import check_fraction
 
 SCOPES: tuple[str, ...] = ("global", "layer")
 
@@ -463,12 +464,6 @@ def cubic_density(step: int, *, start_step: int, end_step: int, final_density: f
     return pf + (p0 - pf) * (1.0 - frac) ** 3
 
 
-def _check_fraction(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be a fraction of training in [0, 1], got {value!r}")
-    return float(value)
-
-
 class GradualMagnitudePruning(Callback):
     """Prune by magnitude during training on the cubic schedule (chapter 5: Evci's pruning run).
 
@@ -503,8 +498,8 @@ class GradualMagnitudePruning(Callback):
     def __init__(self, final_density: float, *, start: float = 0.25, end: float = 0.6, every: int = 100,
                  scope: str = "layer", score: str = "magnitude"):
         self.final_density = check_density(final_density, "final_density")
-        self.start = _check_fraction("start", start)
-        self.end = _check_fraction("end", end)
+        self.start = check_fraction(start, "start (a fraction of training)")
+        self.end = check_fraction(end, "end (a fraction of training)")
         if self.end <= self.start:
             raise ValueError(f"end ({end}) must be later than start ({start})")
         if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:

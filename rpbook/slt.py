@@ -21,7 +21,6 @@ Headless: numpy and torch only, no plotting.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -30,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import check_seed
+from .validators import check_positive_int, check_seed
 from .masks import Masking, check_density, maskable_layers
 from .train import TrainConfig
 
@@ -51,12 +50,6 @@ NUMBER_DISTRIBUTIONS: tuple[str, ...] = ("uniform", "product")
 
 
 # ============================================================================= SubsetSum
-
-
-def _check_positive_int(value: object, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _subset_bits(m: int) -> torch.Tensor:
@@ -193,11 +186,11 @@ def random_numbers(n: int, *, seed: int, distribution: str = "uniform", size: in
     independent, the path weight of one hidden unit in Pensia et al.'s gadget.
     ``size`` draws that many independent sets at once (shape ``(size, n)``).
     """
-    n = _check_positive_int(n, "n", minimum=0)
+    n = check_positive_int(n, "n", minimum=0)
     if distribution not in NUMBER_DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {distribution!r}; allowed: {', '.join(NUMBER_DISTRIBUTIONS)}")
     rng = np.random.default_rng(check_seed(seed))
-    shape = (n,) if size is None else (_check_positive_int(size, "size"), n)
+    shape = (n,) if size is None else (check_positive_int(size, "size"), n)
     x = rng.uniform(-1.0, 1.0, size=shape)
     if distribution == "product":
         x = x * rng.uniform(-1.0, 1.0, size=shape)
@@ -214,7 +207,7 @@ def subset_sum_errors(n: int, targets: Sequence[float] | np.ndarray, *, sets: in
         Shape ``(sets, len(targets))``: ``errors[s, j]`` is the smallest
         ``|targets[j] - sum(S)|`` over the subsets ``S`` of instance ``s``.
     """
-    sets = _check_positive_int(sets, "sets")
+    sets = check_positive_int(sets, "sets")
     t = np.asarray(targets, dtype=np.float64).reshape(-1)
     pools = random_numbers(n, seed=seed, distribution=distribution, size=sets)
     out = np.empty((sets, t.size))
@@ -491,7 +484,7 @@ def subset_sum_ticket(target: nn.Module, n: int, *, seed: int) -> SubsetSumTicke
     seed
         Draws the source's random weights.
     """
-    n = _check_positive_int(n, "n (hidden units per input)", minimum=2)
+    n = check_positive_int(n, "n (hidden units per input)", minimum=2)
     layers = _target_layers(target)
     gen = torch.Generator().manual_seed(check_seed(seed))
     modules: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
@@ -565,8 +558,8 @@ def sphere_inputs(dim: int, count: int, *, seed: int) -> torch.Tensor:
     attained on the sphere (both are positively homogeneous), so sphere
     points are the sharpest random test inputs.
     """
-    dim = _check_positive_int(dim, "dim")
-    count = _check_positive_int(count, "count")
+    dim = check_positive_int(dim, "dim")
+    count = check_positive_int(count, "count")
     gen = torch.Generator().manual_seed(check_seed(seed))
     x = torch.randn(count, dim, generator=gen, dtype=torch.float64)
     return x / x.norm(dim=1, keepdim=True)
@@ -575,7 +568,7 @@ def sphere_inputs(dim: int, count: int, *, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """``model(x)`` in float64, computed in batches of rows so that wide sources fit in memory (chapter 6)."""
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     x = x.double()
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 

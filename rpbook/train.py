@@ -10,7 +10,6 @@ import json
 import math
 import numbers
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic_files import torch_save_atomic
 from .config import check_seed, choose_device, progress_enabled
 from .masks import Masking, maskable_layers
 
@@ -273,24 +273,8 @@ def _diff(a: dict, b: dict, prefix: str = "") -> str:
     return ""
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same directory, then rename it into place.
-
-    A crash mid-write leaves the previous checkpoint intact (chapter 3).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# Checkpoints are written with the package's one atomic-write helper (rpbook.atomic_files).
+save_atomic = torch_save_atomic
 
 
 def _load_checkpoint(path: Path, fingerprint: dict) -> dict:

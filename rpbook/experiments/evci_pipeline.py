@@ -35,7 +35,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import check_seed, check_seeds, seed_everything
+from ..config import seed_everything
+from ..validators import check_seed, check_seeds
 from ..data import DATASET_NAMES, load_dataset
 from ..dst import DST_METHODS
 from ..gradflow import GradientNormLogger, fixed_batch

@@ -20,7 +20,7 @@ import numbers
 import statistics
 from dataclasses import dataclass
 
-from ..config import check_seed, check_seeds
+from ..validators import check_seed, check_seeds
 from ..data import DATASET_NAMES, load_dataset
 from ..gradflow import fixed_batch, signal_propagation
 from ..init import INIT_METHODS, check_init, initialize_

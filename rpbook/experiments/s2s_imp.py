@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from ..config import check_seed, check_seeds, seed_everything
+from ..config import seed_everything
+from ..validators import check_seed, check_seeds
 from ..data import DATASET_NAMES, load_dataset
 from ..init import check_init, initialize_
 from ..masks import check_density, check_rule, mask_model, maskable_layers, sparsity_report
