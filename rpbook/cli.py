@@ -191,12 +191,63 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for profile in PROFILES:
             config = exp.config(profile)
             if store.has(name, config):
-                prov = store.load(name, config)["provenance"]
-                status = f"stored, {prov['wall_time_s']:.0f} s on {prov['device']}, {prov['date']}"
+                try:  # a damaged file is reported and the listing goes on
+                    prov = store.load(name, config)["provenance"]
+                    status = f"stored, {prov.get('wall_time_s', 0):.0f} s on {prov.get('device')}, {prov.get('date')}"
+                except ValueError as err:
+                    status = f"DAMAGED ({err}); `rpbook run {name} --profile {profile} --force` replaces it"
             else:
                 status = "not stored"
             print(f"    {profile:<9} {status}")
     return 0
+
+
+def _format_value(x: object) -> str:
+    return f"{x:.6g}" if isinstance(x, float) else repr(x)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .experiments import experiment_names, verify_stored
+    from .results import ResultStore
+
+    store = ResultStore(args.results) if args.results else ResultStore()
+    known = experiment_names()
+    names = args.names or known
+    for name in names:  # every name checked before any work starts
+        if name not in known:
+            raise UsageError(f"unknown experiment {name!r}; allowed: {', '.join(known)}")
+    damaged: list = []
+    paths = [r["_path"] for name in names for r in store.records(name, damaged=damaged)]
+    for path, message in damaged:
+        print(f"DAMAGED {path}: {message}")
+    if not paths:
+        print(f"no stored results for {', '.join(names)} in {store.root}")
+        return 1 if damaged else 0
+    failed = bool(damaged)
+    rows = []
+    for path in paths:
+        v = verify_stored(path, device=args.device, progress=not args.no_progress, record_if_exact=args.record_if_exact)
+        counts = v.counts()
+        mode = "same numeric environment: exact expected" if v.exact_expected else "other numeric environment: declared tolerances"
+        verdict = "OK" if v.ok else "DIFFERS"
+        print(f"{verdict:<8}{v.experiment} ({path}) — {mode}; regenerated in {v.wall_time_s:.1f} s")
+        print(f"        fields: {counts['exact']} exact, {counts['within']} within tolerance, {counts['differs']} differ")
+        for c in v.worst(args.worst):
+            diff = c.difference
+            tol = c.tolerance.describe() if c.tolerance else "none"
+            print(f"        {c.verdict:<7} {c.path}: stored {_format_value(c.stored)}, regenerated {_format_value(c.regenerated)}"
+                  + (f", |diff| {diff:.3g} (tolerance {tol})" if diff is not None else ""))
+        failed |= not v.ok
+        rows.append({"experiment": v.experiment, "path": path, "exact_expected": v.exact_expected, "ok": v.ok,
+                     "counts": counts, "stored_env": v.stored_env, "regenerated_env": v.regenerated_env,
+                     "worst": [{"path": c.path, "stored": c.stored, "regenerated": c.regenerated, "verdict": c.verdict,
+                                "difference": c.difference, "tolerance": c.tolerance.describe() if c.tolerance else None}
+                               for c in v.worst(args.worst)]})
+    if args.json:
+        from .results import write_json_atomic
+
+        write_json_atomic(args.json, rows)
+    return 1 if failed else 0
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -220,6 +271,20 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list the registered rules, scores and DST methods, the experiments, "
                                         "their profiles, and which results are stored")
     p.add_argument("--results", default=None, help="results folder (default: book/_results)")
+    p = sub.add_parser("verify", help="regenerate stored results and compare them with the stored ones",
+                       description="Regenerate stored results from their own configs (in a temporary folder; the "
+                                   "stored files are not touched) and print, per result, how many fields came out "
+                                   "exact, within the experiment's declared tolerance, or different, with the largest "
+                                   "differences. Exact is expected on the numeric environment (CPU capability, BLAS, "
+                                   "threads, torch) the result recorded. Exit code 1 if any field differs.")
+    p.add_argument("names", nargs="*", metavar="EXPERIMENT", help="experiments to verify (default: all)")
+    p.add_argument("--results", default=None, help="results folder (default: book/_results)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "mps", "auto"], help="device to regenerate on")
+    p.add_argument("--worst", type=int, default=3, help="how many of the largest differences to print per result")
+    p.add_argument("--json", default=None, help="also write the verdicts to this JSON file")
+    p.add_argument("--record-if-exact", action="store_true",
+                   help="when every value regenerates exactly, store the regenerated record (records its numeric environment)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
@@ -231,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return {"train": _cmd_train, "run": _cmd_run, "list": _cmd_list}[args.command](args)
+        return {"train": _cmd_train, "run": _cmd_run, "list": _cmd_list, "verify": _cmd_verify}[args.command](args)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"rpbook: error: {err}", file=sys.stderr)
         return 2

@@ -102,3 +102,73 @@ def describe_runtime(profile: str | None = None) -> str:
     name = get_profile(profile)
     extra = f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""
     return f"rpbook profile: {name} | device: {dev}{extra} | torch {torch.__version__}"
+
+
+# -- the numeric environment ------------------------------------------------------------------
+# Float results are bit-reproducible only where every one of these is the same: torch picks its
+# vector kernels by CPU capability, MKL picks its code path by CPU model (AMD and Intel differ
+# even at the same capability), and BLAS splits reductions by thread count.
+NUMERIC_ENV_FIELDS: tuple[str, ...] = (
+    "torch", "numpy", "device", "device_name", "cpu_capability", "blas", "torch_threads", "mkl_cbwr",
+)
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform.processor()``)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _blas() -> str:
+    """The BLAS torch computes with, with its version where torch reports one (e.g. ``mkl 2024.2``)."""
+    import re
+
+    shown = torch.__config__.show()
+    match = re.search(r"BLAS_INFO=([\w-]+)", shown)
+    name = match.group(1) if match else "unknown"
+    if name == "mkl":
+        version = re.search(r"Math Kernel Library Version ([\d.]+)", shown)
+        if version:
+            name += f" {version.group(1)}"
+    return name
+
+
+def numeric_environment(device: str | torch.device = "cpu") -> dict:
+    """What decides the last bits of a float result computed on ``device`` (chapter 1, *Stored results*).
+
+    Two runs of one config give bit-identical numbers when every field here is
+    equal; elsewhere they agree within the tolerances each experiment declares.
+    """
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        capability = "cuda " + ".".join(map(str, torch.cuda.get_device_capability(dev)))
+    elif dev.type == "mps":
+        name, capability = _cpu_model(), "mps"
+    else:
+        name, capability = _cpu_model(), torch.backends.cpu.get_cpu_capability()
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "device": dev.type,
+        "device_name": name,
+        "cpu_capability": capability,
+        "blas": _blas(),
+        "torch_threads": torch.get_num_threads(),
+        "mkl_cbwr": os.environ.get("MKL_CBWR"),
+    }
+
+
+def same_numeric_environment(a: dict | None, b: dict | None) -> bool:
+    """Whether two recorded numeric environments promise bit-identical results (missing → ``False``)."""
+    if not a or not b:
+        return False
+    return all(a.get(k) == b.get(k) for k in NUMERIC_ENV_FIELDS)

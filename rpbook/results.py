@@ -136,8 +136,11 @@ def default_results_dir() -> Path:
 
 
 def provenance(*, device: str, wall_time: float, profile: str | None = None, seeds: Any = None) -> dict:
-    """Where a result came from: versions, device, date, wall time (chapter 1)."""
+    """Where a result came from: versions, device, date, wall time and the numeric environment (chapter 1)."""
+    from .config import numeric_environment
+
     return {
+        "numeric_env": numeric_environment(device),
         "rpbook_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
@@ -147,6 +150,40 @@ def provenance(*, device: str, wall_time: float, profile: str | None = None, see
         "profile": profile,
         "seeds": to_jsonable(seeds),
     }
+
+
+RECORD_FIELDS = {"experiment": str, "config": dict, "config_hash": str, "provenance": dict}
+
+
+def load_record(path: str | os.PathLike) -> dict:
+    """Read one stored result file and check its shape; ``ValueError`` naming the file if it is damaged.
+
+    Chapter 1, *Stored results*. Checks: valid JSON, an object with
+    ``experiment``, ``config``, ``config_hash``, ``result`` and ``provenance`` of
+    the right types, and a hash that matches its config.
+    """
+    path = Path(path)
+    try:
+        with open(path, errors="strict") as fh:
+            record = json.load(fh)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"damaged result file {path}: not valid JSON ({type(err).__name__})") from None
+    except IsADirectoryError:
+        raise ValueError(f"damaged result file {path}: it is a folder") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"damaged result file {path}: expected a JSON object, got a {type(record).__name__}")
+    for key, kind in RECORD_FIELDS.items():
+        if not isinstance(record.get(key), kind):
+            raise ValueError(f"damaged result file {path}: field {key!r} is missing or not a {kind.__name__}")
+    if "result" not in record:
+        raise ValueError(f"damaged result file {path}: field 'result' is missing")
+    try:
+        expected = config_hash(record["experiment"], record["config"])
+    except (TypeError, ValueError, RecursionError):
+        raise ValueError(f"damaged result file {path}: its config cannot be hashed") from None
+    if expected != record["config_hash"]:
+        raise ValueError(f"damaged result file {path}: config_hash {record['config_hash']!r} does not match its config ({expected})")
+    return record
 
 
 class ResultStore:
@@ -170,14 +207,16 @@ class ResultStore:
         return self.path(experiment, config).is_file()
 
     def load(self, experiment: str, config: Any) -> dict:
-        """The stored record for exactly this config; ``FileNotFoundError`` if there is none."""
+        """The stored record for exactly this config; ``FileNotFoundError`` if there is none.
+
+        ``ValueError`` naming the file if it is damaged (rerun with ``force`` to replace it).
+        """
         path = self.path(experiment, config)
         if not path.is_file():
             raise FileNotFoundError(f"no stored result for {experiment} with this config (looked for {path})")
-        with open(path) as fh:
-            record = json.load(fh)
-        if record.get("config") != to_jsonable(config):
-            raise ValueError(f"{path} holds a different config than its name says; delete it and rerun")
+        record = load_record(path)
+        if record["config"] != to_jsonable(config) or record["experiment"] != experiment:
+            raise ValueError(f"{path} holds a different config than its name says; rerun with --force to replace it")
         return record
 
     def save(self, experiment: str, config: Any, result: Any, prov: dict) -> Path:
@@ -196,13 +235,21 @@ class ResultStore:
             partial.unlink()
         return path
 
-    def records(self, experiment: str | None = None) -> Iterator[dict]:
-        """Every stored record (of one experiment, or all), skipping partial files."""
+    def records(self, experiment: str | None = None, *, damaged: list | None = None) -> Iterator[dict]:
+        """Every stored record (of one experiment, or all), skipping partial files.
+
+        A damaged file is skipped; pass a list as ``damaged`` to collect
+        ``(path, message)`` for each.
+        """
         dirs = [self.root / experiment] if experiment else sorted(p for p in self.root.glob("*") if p.is_dir() and p.name != PARTIAL_DIR)
         for d in dirs:
             for path in sorted(d.glob("*.json")):
-                with open(path) as fh:
-                    record = json.load(fh)
+                try:
+                    record = load_record(path)
+                except ValueError as err:
+                    if damaged is not None:
+                        damaged.append((str(path), str(err)))
+                    continue
                 record["_path"] = str(path)
                 yield record
 
@@ -211,19 +258,29 @@ class ResultStore:
         """Finished units of an interrupted sweep: unit key to its result."""
         path = self.partial_path(experiment, config)
         done: dict[str, Any] = {}
-        if path.exists():
-            with open(path) as fh:
-                for line in fh:
-                    line = line.strip()
-                    if not line:
-                        continue
-                    try:
-                        entry = json.loads(line)
-                    except json.JSONDecodeError:  # a line cut short by a crash
-                        continue
-                    if entry.get("version", __version__) != __version__:
-                        continue  # made by another rpbook version: run that unit again
-                    done[entry["key"]] = entry["value"]
+        if not path.exists():
+            return done
+        skipped = 0
+        with open(path, errors="replace") as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    entry = json.loads(line)
+                except (json.JSONDecodeError, RecursionError):  # a line cut short by a crash, or garbage
+                    skipped += 1
+                    continue
+                if not (isinstance(entry, dict) and isinstance(entry.get("key"), str) and "value" in entry):
+                    skipped += 1
+                    continue
+                if entry.get("version", __version__) != __version__:
+                    continue  # made by another rpbook version: run that unit again
+                done[entry["key"]] = entry["value"]
+        if skipped:
+            import warnings
+
+            warnings.warn(f"{path}: ignored {skipped} damaged line(s); those units run again", stacklevel=2)
         return done
 
     def append_partial(self, experiment: str, config: Any, key: str, value: Any) -> None:
@@ -237,3 +294,142 @@ class ResultStore:
             fh.write(("\n" if torn else "") + json.dumps(entry, sort_keys=True) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+
+# -- verification: regenerated vs stored, exact or within declared tolerances -------------------
+TIMING_KEYS = frozenset({"wall_time_s", "wall_time"})  # wall-clock seconds: never compared
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """How far a regenerated value may lie from the stored one on another numeric environment.
+
+    Chapter 1, *Stored results*. A value passes when
+    ``|regenerated - stored| <= abs + rel * max(|regenerated|, |stored|)``. ``why``
+    says where the numbers come from (the measured spread that justifies them).
+    """
+
+    abs: float = 0.0
+    rel: float = 0.0
+    why: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("abs", "rel"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"Tolerance.{name} must be a finite number >= 0, got {value!r}")
+
+    def allows(self, stored: float, regenerated: float) -> bool:
+        return abs(regenerated - stored) <= self.abs + self.rel * max(abs(stored), abs(regenerated))
+
+    def describe(self) -> str:
+        parts = ([f"±{self.abs:g}"] if self.abs else []) + ([f"±{self.rel:.0%}"] if self.rel else [])
+        return " + ".join(parts) or "exact"
+
+
+def field_pattern(path: str) -> str:
+    """``rows[3].test_acc`` → ``rows.#.test_acc``: the form tolerance patterns are matched against."""
+    import re
+
+    return re.sub(r"\[\d+\]", ".#", path)
+
+
+def tolerance_for(path: str, tolerances: "dict[str, Tolerance]") -> "Tolerance | None":
+    """The first declared tolerance whose pattern (``fnmatch``, ``*`` crosses dots) matches ``path``."""
+    import fnmatch
+
+    key = field_pattern(path)
+    for pattern, tol in tolerances.items():
+        if fnmatch.fnmatchcase(key, pattern):
+            return tol
+    return None
+
+
+@dataclasses.dataclass
+class FieldCheck:
+    """One compared value: its path, both values, and the verdict ``exact`` / ``within`` / ``differs``."""
+
+    path: str
+    stored: Any
+    regenerated: Any
+    verdict: str
+    tolerance: "Tolerance | None" = None
+
+    @property
+    def difference(self) -> float | None:
+        if _is_number(self.stored) and _is_number(self.regenerated):
+            return abs(float(self.regenerated) - float(self.stored))
+        return None
+
+    @property
+    def used(self) -> float:
+        """The difference as a fraction of what the tolerance allows (inf where nothing was allowed)."""
+        diff = self.difference
+        if diff is None:
+            return math.inf if self.verdict == "differs" else 0.0
+        if diff == 0:
+            return 0.0
+        if self.tolerance is None:
+            return math.inf
+        allowed = self.tolerance.abs + self.tolerance.rel * max(abs(float(self.stored)), abs(float(self.regenerated)))
+        return diff / allowed if allowed > 0 else math.inf
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def compare_results(stored: Any, regenerated: Any, tolerances: "dict[str, Tolerance] | None" = None, *,
+                    exact: bool = True) -> list[FieldCheck]:
+    """Compare two result trees leaf by leaf (chapter 1, *Stored results*).
+
+    With ``exact=True`` (same numeric environment) every value must be equal.
+    Otherwise a number may differ within the first matching tolerance; values
+    with no tolerance (counts, names, untrained computations) must be equal.
+    Wall-clock timings (:data:`TIMING_KEYS`) are never compared. Booleans
+    count as 0/1 where a tolerance covers them.
+    """
+    tolerances = tolerances or {}
+    checks: list[FieldCheck] = []
+
+    def leaf(path: str, a: Any, b: Any) -> None:
+        same = (a == b and type(a) is type(b)) or (isinstance(a, float) and isinstance(b, float)
+                                                    and math.isnan(a) and math.isnan(b))
+        if same:
+            checks.append(FieldCheck(path, a, b, "exact"))
+            return
+        tol = None if exact else tolerance_for(path, tolerances)
+        numeric = all(_is_number(x) or isinstance(x, bool) for x in (a, b))
+        if tol is not None and numeric and tol.allows(float(a), float(b)):
+            checks.append(FieldCheck(path, a, b, "within", tol))
+        else:
+            checks.append(FieldCheck(path, a, b, "differs", tol))
+
+    def walk(path: str, a: Any, b: Any) -> None:
+        if isinstance(a, dict) and isinstance(b, dict):
+            for key in sorted(set(a) | set(b), key=str):
+                if key in TIMING_KEYS:
+                    continue
+                sub = f"{path}.{key}" if path else str(key)
+                if key not in a or key not in b:
+                    checks.append(FieldCheck(sub, a.get(key, "<missing>"), b.get(key, "<missing>"), "differs"))
+                else:
+                    walk(sub, a[key], b[key])
+        elif isinstance(a, list) and isinstance(b, list):
+            if len(a) != len(b):
+                checks.append(FieldCheck(f"{path} (length)", len(a), len(b), "differs"))
+                return
+            for i, (x, y) in enumerate(zip(a, b)):
+                walk(f"{path}[{i}]", x, y)
+        else:
+            leaf(path, a, b)
+
+    walk("", stored, regenerated)
+    return checks
+
+
+def summarize_checks(checks: list[FieldCheck], worst: int = 3) -> dict:
+    """Counts per verdict and the largest differences (relative to their tolerance), for ``rpbook verify``."""
+    counts = {v: sum(c.verdict == v for c in checks) for v in ("exact", "within", "differs")}
+    ranked = sorted((c for c in checks if c.verdict != "exact"), key=lambda c: (c.verdict != "differs", -c.used))
+    return {"counts": counts, "worst": ranked[:worst], "ok": counts["differs"] == 0}

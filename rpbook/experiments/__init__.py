@@ -13,13 +13,15 @@ import importlib
 import json
 import pkgutil
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from ..config import check_seeds, choose_device, get_profile, progress_enabled
-from ..results import ResultStore, provenance, to_jsonable
+from ..config import same_numeric_environment
+from ..results import FieldCheck, ResultStore, Tolerance, compare_results, provenance, to_jsonable
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Experiment:
     description: str
     presets: Callable[[str], Any]
     run: Callable[[Any, "RunContext"], Any]
+    # How far each result field may move on another numeric environment (CPU, BLAS, threads):
+    # pattern (``rows.#.test_acc``, ``*`` crosses dots) -> Tolerance. Unlisted fields must be equal.
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
 
     def config(self, profile: str | None = None, **overrides: Any) -> Any:
         """The preset config for a profile, with fields replaced by ``overrides``."""
@@ -156,3 +161,74 @@ def run_experiment(
     prov["torch_threads"] = torch.get_num_threads()
     store.save(name, config, result, prov)
     return store.load(name, config)
+
+
+@dataclass
+class Verification:
+    """The outcome of regenerating one stored result (``rpbook verify``, chapter 1 *Stored results*)."""
+
+    experiment: str
+    path: str
+    exact_expected: bool
+    stored_env: dict | None
+    regenerated_env: dict
+    checks: list[FieldCheck]
+    wall_time_s: float
+
+    @property
+    def ok(self) -> bool:
+        return all(c.verdict != "differs" for c in self.checks)
+
+    def counts(self) -> dict[str, int]:
+        return {v: sum(c.verdict == v for c in self.checks) for v in ("exact", "within", "differs")}
+
+    def worst(self, n: int = 3) -> list[FieldCheck]:
+        ranked = sorted((c for c in self.checks if c.verdict != "exact"), key=lambda c: (c.verdict != "differs", -c.used))
+        return ranked[:n]
+
+
+def verify_stored(path: str | Path, *, device: str = "cpu", progress: bool = False,
+                  record_if_exact: bool = False) -> Verification:
+    """Regenerate the stored result at ``path`` from its own config and compare it field by field.
+
+    Chapter 1, *Stored results*. Where the numeric environment is the one the
+    result recorded, every value must be equal; elsewhere each value must lie
+    within the experiment's declared tolerances. The regeneration runs with
+    the recorded thread count, in a temporary store: the stored file is never
+    touched, except that ``record_if_exact`` adds the numeric environment to
+    its provenance when every value came out exactly equal and it recorded
+    none (results made before rpbook recorded it).
+    """
+    import tempfile
+
+    from ..results import load_record
+
+    path = Path(path)
+    stored = load_record(path)
+    name = stored["experiment"]
+    exp = get_experiment(name)
+    config = exp.config_from_dict(stored["config"])
+    prov = stored["provenance"]
+    threads = int(prov.get("torch_threads") or (prov.get("numeric_env") or {}).get("torch_threads") or 1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with tempfile.TemporaryDirectory(prefix="rpbook-verify-") as tmp:
+            fresh = run_experiment(name, prov.get("profile") or "standard", config=config, store=ResultStore(tmp),
+                                   progress=progress, device=device, force=True)
+    finally:
+        torch.set_num_threads(before)
+    stored_env = prov.get("numeric_env")
+    fresh_env = fresh["provenance"]["numeric_env"]
+    exact = same_numeric_environment(stored_env, fresh_env)
+    checks = compare_results(stored["result"], fresh["result"], dict(exp.tolerances), exact=exact)
+    verification = Verification(name, str(path), exact, stored_env, fresh_env, checks,
+                                fresh["provenance"]["wall_time_s"])
+    if record_if_exact and not stored_env and all(c.verdict == "exact" for c in checks):
+        from ..results import write_json_atomic
+
+        stored["provenance"]["numeric_env"] = fresh_env
+        stored["provenance"]["numeric_env_recorded"] = (
+            f"{fresh['provenance']['date']}: from a bit-identical regeneration (rpbook verify --record-if-exact)")
+        write_json_atomic(path, stored)
+    return verification

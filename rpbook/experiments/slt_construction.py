@@ -21,6 +21,7 @@ from ..config import seed_everything
 from ..data import load_dataset
 from ..slt import bias_free_mlp, predict, scale_to_unit_weights, sphere_inputs, subset_sum_ticket, sup_error
 from ..train import TrainConfig, fit
+from ..results import Tolerance
 from . import Experiment, RunContext
 
 
@@ -103,10 +104,35 @@ def run(config: SLTConstructionConfig, ctx: RunContext) -> dict:
     return {"rows": rows}
 
 
+# Another numeric environment trains a target that differs in the last bits, and the exact subset
+# selection then picks a few other subsets. Measured against the stored result (AVX-512, 1 thread)
+# with ATEN_CPU_CAPABILITY=default: 1 of 359 test digits changed its ticket prediction, 10 of 15 rows
+# kept up to 0.4 % other weights, error statistics moved by up to 0.8 % (per-layer maxima and
+# quantiles up to 4.6 %). The tolerances give about 3x that room.
+_MEASURED = "ATEN_CPU_CAPABILITY=default vs AVX-512 regeneration, x3"
+TOLERANCES = {
+    "rows.#.agreement": Tolerance(abs=0.015, why=f"5 of 359 test digits; measured 1 ({_MEASURED})"),
+    "rows.#.ticket_test_accuracy": Tolerance(abs=0.015, why=f"5 of 359 test digits; measured 1 ({_MEASURED})"),
+    "rows.#.target_test_accuracy": Tolerance(abs=0.006, why=f"2 of 359 test digits; measured 0 ({_MEASURED})"),
+    "rows.#.target_fit_test.accuracy": Tolerance(abs=0.006, why=f"2 of 359 test digits; measured 0 ({_MEASURED})"),
+    "rows.#.target_fit_test.loss": Tolerance(rel=1e-3, why=f"measured 9e-5 ({_MEASURED})"),
+    "rows.#.target_scale": Tolerance(rel=1e-3, why=f"measured 6e-5 ({_MEASURED})"),
+    "rows.#.sup_output": Tolerance(rel=1e-3, why=f"measured 7e-5 ({_MEASURED})"),
+    "rows.#.kept_*": Tolerance(rel=0.02, why=f"measured 0.4 % ({_MEASURED})"),
+    "rows.#.error_bound": Tolerance(rel=0.05, why=f"measured 0.6 % ({_MEASURED})"),
+    "rows.#.relative": Tolerance(rel=0.05, why=f"measured 0.8 % ({_MEASURED})"),
+    "rows.#.sup_error": Tolerance(rel=0.05, why=f"measured 0.8 % ({_MEASURED})"),
+    "rows.#.max_abs": Tolerance(rel=0.05, why=f"measured 0.7 % ({_MEASURED})"),
+    "rows.#.max_weight_error": Tolerance(rel=0.05, why=f"measured 0.4 % ({_MEASURED})"),
+    "rows.#.weight_error_quantiles.*": Tolerance(rel=0.15, why=f"measured 2 % ({_MEASURED})"),
+    "rows.#.layer_max_weight_errors.#": Tolerance(rel=0.15, why=f"measured 4.6 % ({_MEASURED})"),
+}
+
 EXPERIMENT = Experiment(
     name="slt_construction",
     chapter="6 Strong lottery tickets",
     description="Pensia et al.'s SubsetSum construction on a trained MLP: kept size and error against the width factor n",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )
