@@ -11,7 +11,9 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..experiments.edge_popup_er_source import width_needed
 from ..models import scale_width
+from ..overparam import width_factor
 from ..slt import MAX_EXACT_N, random_numbers, solve_subset_sum
 from .explorer import figure_png, fixed_layout_figure, frames_twin, live_panel
 from .style import PALETTE, axes_or_new, book_style, density_colors, source_density_color
@@ -546,3 +548,75 @@ def edge_popup_explorer(width_record: dict, er_record: dict | None = None, *, st
 
 
 
+
+
+# ----------------------------------------------------------------------------- the numbers the prose quotes
+
+
+def numbers(*, subset_sum: Mapping | None = None, construction: Mapping | None = None,
+            edge_popup: Mapping | None = None, er_source: Mapping | None = None, base_units: int | None = None,
+            threshold: float = 0.9) -> dict:
+    """Every number chapter 6's prose quotes, by glue name, from the stored results given.
+
+    ``subset_sum``: the ``subset_sum_error`` result; ``construction``: the
+    ``slt_construction`` result; ``edge_popup``: the ``edge_popup_width`` record
+    (config and result); ``er_source``: the ``edge_popup_er_source`` result,
+    read at ``threshold`` mean test accuracy, with ``base_units`` hidden units at width 1.
+    """
+    out: dict = {}
+    if subset_sum is not None:
+        uni = subset_sum["summary"]["uniform"]
+        ok = [r["n"] for r in uni["success"]["0.01"] if r["p"] >= 0.9]
+        worst_last = uni["median_worst_case"][-1]
+        typical = uni["median_error"][uni["ns"].index(worst_last["n"])]
+        out.update({"ss_halving": 2 ** (-uni["log2_slope"]), "ss_n_last": uni["ns"][-1],
+                    "ss_err_last": uni["median_error"][-1], "ss_n_eps": ok[0] if ok else float("nan"),
+                    "ss_worst_n": worst_last["n"], "ss_worst_ratio": worst_last["median"] / typical})
+    if construction is not None:
+        rows = construction["rows"]
+        ns = sorted({r["n"] for r in rows})
+
+        def mean_at(n: int, key: str, sub: str | None = None) -> float:
+            return float(np.mean([r[key][sub] if sub else r[key] for r in rows if r["n"] == n]))
+
+        n_hi, n_lo = ns[-1], ns[0]
+        out.update({"cons_n_hi": n_hi, "cons_n_lo": n_lo, "cons_rel_hi": mean_at(n_hi, "relative"),
+                    "cons_rel_lo": mean_at(n_lo, "relative"), "cons_kept_hi": mean_at(n_hi, "kept_over_target"),
+                    "cons_source_hi": mean_at(n_hi, "source_over_target"), "cons_agree_hi": mean_at(n_hi, "agreement"),
+                    "cons_median_hi": mean_at(n_hi, "weight_error_quantiles", "0.5"),
+                    "cons_max_hi": mean_at(n_hi, "max_weight_error"),
+                    "cons_target_acc": mean_at(n_hi, "target_test_accuracy"),
+                    "cons_ticket_acc": mean_at(n_hi, "ticket_test_accuracy")})
+    if edge_popup is not None:
+        rows = edge_popup["result"]["rows"]
+
+        def ep_mean(width: float, density: float | None = None, init: str | None = None,
+                    kind: str = "edge-popup") -> float:
+            return float(np.mean([r["test_accuracy"] for r in rows if r["kind"] == kind and r["width"] == width
+                                  and density in (None, r.get("density")) and init in (None, r.get("weight_init"))]))
+
+        widths = sorted({r["width"] for r in rows})
+        densities = sorted({r["density"] for r in rows if r["kind"] == "edge-popup"})
+        units = hidden_units(widths, edge_popup["config"]["hidden"][0])
+        k_lo, w_lo, w_hi = densities[0], widths[0], widths[-1]
+        cells = [(w, p) for w in widths for p in densities]
+        out.update({"ep_k_lo": k_lo, "ep_units_lo": units[0], "ep_units_hi": units[-1],
+                    "ep_acc_lo": ep_mean(w_lo, k_lo, "signed_constant"),
+                    "ep_acc_hi": ep_mean(w_hi, k_lo, "signed_constant"),
+                    "ep_dense_hi": ep_mean(w_hi, kind="dense"), "ep_dense_lo": ep_mean(w_lo, kind="dense"),
+                    "ep_sc_wins": sum(ep_mean(w, p, "signed_constant") >= ep_mean(w, p, "kaiming_normal")
+                                      for w, p in cells),
+                    "ep_cells": len(cells)})
+    if er_source is not None:
+        if base_units is None:
+            raise ValueError("er_source needs base_units, the hidden units at width 1")
+        needed = width_needed(er_source, base_units, threshold)
+        full = {r["density"]: r["hidden_units_needed"] for r in needed if r["source_density"] == 1.0}
+        ratios = {(r["density"], r["source_density"]): r["hidden_units_needed"] / full[r["density"]]
+                  for r in needed if r["source_density"] < 1 and r["hidden_units_needed"] and full.get(r["density"])}
+        sparsest = min(r["source_density"] for r in needed)
+        out.update({"er_sparsest": sparsest,
+                    "er_worst_ratio": max((v for (_, q), v in ratios.items() if q == sparsest), default=float("nan")),
+                    "er_theory_02": float(width_factor(sparsest)) if sparsest < 1 else float("nan"),
+                    "er_theory_05": float(width_factor(0.5))})
+    return out

@@ -358,3 +358,89 @@ def s2s_explorer(imp_result: dict, pai_result: dict | None = None, *, static: bo
     return stored_view(draw, [], controls, figsize, dpi)
 
 
+
+
+# ----------------------------------------------------------------------------- the numbers the prose quotes
+
+
+def _source_density(source: str) -> float:
+    return float(source.rsplit(" ", 1)[1])
+
+
+def numbers(imp: dict | None = None, pai: dict | None = None, col: dict | None = None) -> dict:
+    """Every number chapter 7's prose quotes, by glue name, from the stored results given.
+
+    ``imp``: the ``s2s_imp`` result (accuracy gaps, training FLOPs, collapsed
+    IMP levels); ``pai``: ``s2s_pruning_at_init``; ``col``: ``layer_collapse``.
+    """
+    out: dict = {}
+    if imp is not None:
+        targets = sorted({s["density"] for s in imp["summary"] if s["is_target"]}, reverse=True)  # densest first
+        curve = {s: s2s_imp.imp_curve(imp, s, targets_only=True) for s in s2s_imp.sources_of(imp)}
+        dense_acc = {t: s2s_imp.accuracy_table(imp, [t])[0][t]["mean"] for t in targets}
+        er_sources = [s for s in s2s_imp.sources_of(imp) if s != "dense"]
+        best = {t: max(er_sources, key=lambda s: curve[s]["mean"][targets.index(t)]) for t in targets}
+        best_acc = {t: curve[best[t]]["mean"][targets.index(t)] for t in targets}
+        t_hi, t_lo = targets[0], targets[-1]
+        worst_gap = max(dense_acc[t_lo] - curve[s]["mean"][-1] for s in er_sources)
+        out.update({"imp_t_hi": t_hi, "imp_t_lo": t_lo, "imp_dense_hi": dense_acc[t_hi], "imp_dense_lo": dense_acc[t_lo],
+                    "imp_best_hi": best[t_hi], "imp_best_lo": best[t_lo], "imp_best_acc_hi": best_acc[t_hi],
+                    "imp_best_acc_lo": best_acc[t_lo], "imp_gap_hi": 100 * (dense_acc[t_hi] - best_acc[t_hi]),
+                    "imp_gap_lo": 100 * (dense_acc[t_lo] - best_acc[t_lo]), "imp_worst_gap_lo": 100 * worst_gap,
+                    "imp_dense_std_lo": 100 * curve["dense"]["std"][-1]})
+        # Training compute: the share of the dense source's FLOPs at the sparsest target.
+        share = {r["source"]: r["fraction_of_dense"] for r in s2s_imp.flops_table(imp, [t_hi, t_lo])
+                 if r["target"] == t_lo}
+        src_densities = sorted({_source_density(s) for s in er_sources}, reverse=True)
+        for p in src_densities:
+            out[f"flops_share_{str(p).replace('.', '')}"] = min(v for s, v in share.items() if s.endswith(f" {p:g}"))
+        out["flops_sparsest_p"] = src_densities[-1]
+        out["flops_sparsest_share"] = min(share[s] for s in er_sources if s.endswith(f" {src_densities[-1]:g}"))
+        out["flops_densest_share"] = min(share[s] for s in er_sources if s.endswith(f" {src_densities[0]:g}"))
+        out["flops_densest_p"] = src_densities[0]
+        out["imp_collapsed_levels"] = sum(bool(r["collapsed"]) for r in imp["runs"])
+        out["imp_levels_total"] = len(imp["runs"])
+    if pai is not None:
+        sources = list(dict.fromkeys(s["source"] for s in pai["summary"]))
+        methods = list(dict.fromkeys(s["method"] for s in pai["summary"]))
+        sparsest = min((s for s in sources if s != "dense"), key=_source_density)
+        densest = max((s for s in sources if s != "dense"), key=_source_density)
+        scored = [m for m in methods if not m.startswith("random")]
+        diffs = {m: [b - a for a, b in zip(pai_curve(pai, "dense", m)["mean"], pai_curve(pai, sparsest, m)["mean"])]
+                 for m in methods}
+        for m in scored:
+            out[f"pai_diff_lo_{m}"] = 100 * diffs[m][-1]                 # at the sparsest target
+            out[f"pai_maxloss_{m}"] = -100 * min(0.0, min(diffs[m]))     # largest loss at any target
+            out[f"pai_std_lo_{m}"] = 100 * pai_curve(pai, "dense", m)["std"][-1]
+        out["pai_sparsest"] = sparsest
+        out["pai_densest"] = densest
+        out["pai_densest_maxdiff"] = 100 * max(abs(b - a) for m in scored for a, b in
+                                               zip(pai_curve(pai, "dense", m)["mean"], pai_curve(pai, densest, m)["mean"]))
+        if "synflow" in methods:
+            synflow_lo = pai_curve(pai, "dense", "synflow")["mean"][-1]
+            out["pai_synflow_dense_lo"] = synflow_lo
+            out["pai_synflow_snip_lo"] = synflow_lo - pai_curve(pai, "dense", "snip")["mean"][-1]
+        if "random-layer" in methods:
+            out["pai_random_gain"] = 100 * max(diffs["random-layer"])
+    if col is not None:
+        sources = list(dict.fromkeys(s["source"] for s in col["summary"]))
+        methods = list(dict.fromkeys(s["method"] for s in col["summary"]))
+
+        def first_collapse(source: str, method: str) -> str:
+            if method not in methods:
+                return "never"
+            c = collapse_curve(col, source, method)
+            hits = [d for d, f in zip(c["density"], c["collapsed"]) if f > 0]
+            return f"{max(hits):g}" if hits else "never"
+
+        out.update({"col_mag_dense": first_collapse("dense", "magnitude"),
+                    "col_oneshot_dense": first_collapse("dense", "synflow-oneshot"),
+                    "col_quota_dense": first_collapse("dense", "magnitude-layer"),
+                    "col_mag_src": first_collapse(sources[-1], "magnitude"),
+                    "col_oneshot_src": first_collapse(sources[-1], "synflow-oneshot")})
+        trained = {(s["source"], s["method"]): s for s in col["summary"] if s["test_acc"]["n"]}
+        if ("dense", "synflow") in trained and ("dense", "magnitude-layer") in trained:
+            out["col_train_p"] = next(iter(trained.values()))["density"]
+            out["col_synflow_acc"] = trained[("dense", "synflow")]["test_acc"]["mean"]
+            out["col_quota_acc"] = trained[("dense", "magnitude-layer")]["test_acc"]["mean"]
+    return out
