@@ -6,6 +6,7 @@ no chapter module imports another.
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import matplotlib as mpl
@@ -13,10 +14,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..experiments.teacher_student_width import error_grid
+from ..experiments.teacher_student_width import error_grid, smallest_widths
 from ..masks import sample_er_mask
 from ..overparam import (all_covered_probability, construction_conditions, construction_probability,
-                         coverage_probability, required_width, required_width_for_network, width_factor)
+                         coverage_probability, fit_width_constant, required_width, required_width_for_network,
+                         width_factor)
 from .explorer import VARY_CHOICES, figure_png, fixed_layout_figure, frames_twin, live_panel
 from .style import DEAD_COLOR, PALETTE, axes_or_new, book_style, density_colors
 
@@ -507,3 +509,37 @@ def width_explorer(result: dict, *, static: bool = False, vary: str = "density",
 
 
 
+
+
+# ----------------------------------------------------------------------------- the numbers the prose quotes
+
+
+def width_fit(result: dict, threshold: float):
+    """The densities that reach test error ``threshold`` and the fit ``k* = c w(p)`` over them (``None``: < 2 reach it)."""
+    rows = [r for r in smallest_widths(result, threshold) if r["density"] < 1 and r["status"] == "reached"]
+    fit = fit_width_constant([r["density"] for r in rows], [r["k_star"] for r in rows]) if len(rows) >= 2 else None
+    return rows, fit
+
+
+def numbers(result: dict, threshold: float = 0.1) -> dict:
+    """Every number chapter 4's prose quotes from the ``teacher_student_width`` result, by glue name.
+
+    ``threshold`` is the test error a student must reach; the fit of the
+    smallest width factor ``k* = c w(p)`` (appendix *Formulas and notation*, how
+    much wider) is over the densities that reach it.
+    """
+    grid = error_grid(result)
+    floor = float(np.median(grid.typical()[list(grid.densities).index(1.0)])) if 1.0 in grid.densities \
+        else float("nan")
+    out: dict = {"ch4_floor": floor, "ch4_thr_ratio": threshold / floor}
+    fit_rows, fit = width_fit(result, threshold)
+    if fit is None:
+        return out
+    out.update({"ch4_c": fit.c, "ch4_r2": fit.r2, "ch4_dev": 100 * (math.exp(fit.rms_log) - 1), "ch4_slope": fit.slope})
+    ratios = [required_width_for_network(tuple(result["teacher_widths"]), r["density"], 0.05) / r["k_star"]
+              for r in fit_rows]
+    out.update({"ch4_ratio_min": min(ratios), "ch4_ratio_max": max(ratios)})
+    good = [u["uncovered_pairs"] for u in result["rows"] if u["density"] < 1 and u["test_mse"] <= threshold]
+    if good:
+        out["ch4_uncovered_median"] = float(np.median(good))
+    return out
