@@ -10,6 +10,8 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..masks import SparsityReport, count_nonzero_parameters
+from ..models import count_parameters
 from .style import PALETTE, axes_or_new
 
 # The notebook imports only this module: the style helpers it needs come with it.
@@ -64,3 +66,26 @@ def plot_training_curves(curves: Mapping[str, Sequence[float]], *, ylabel: str =
     return ax
 
 
+
+
+# ----------------------------------------------------------------------------- the numbers the prose quotes
+
+
+def numbers(*, reports: Mapping[str, SparsityReport] | None = None, runs: Mapping[str, tuple] | None = None,
+            sparse: str | None = None) -> dict:
+    """Every number chapter 1's prose quotes, by glue name.
+
+    ``reports``: one :func:`rpbook.masks.sparsity_report` per rule (the FLOPs
+    share of dense, ``flops_share_<rule>``); ``runs``: ``label -> (model,
+    history)`` of the dense run (``"dense"``) and the sparse run ``sparse``
+    (test accuracies and nonzero parameters).
+    """
+    out: dict = {}
+    for rule, report in (reports or {}).items():
+        out[f"flops_share_{rule}"] = report.flops_sparse / report.flops_dense
+    if runs is not None:
+        (dense_model, dense_history), (sparse_model, sparse_history) = runs["dense"], runs[sparse]
+        out.update({"acc_dense": dense_history.test["accuracy"], "acc_sparse": sparse_history.test["accuracy"],
+                    "params_dense": count_parameters(dense_model),
+                    "params_sparse": count_nonzero_parameters(sparse_model)})
+    return out
