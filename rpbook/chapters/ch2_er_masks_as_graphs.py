@@ -318,3 +318,27 @@ def graph_explorer(*, static: bool = False, vary: str = "density", density: floa
 
 
 
+
+
+# ----------------------------------------------------------------------------- the numbers the prose quotes
+
+
+def numbers(*, widths: Sequence[float] | None = None, densities: Sequence[float] | None = None,
+            reach: np.ndarray | None = None, topologies: Mapping[str, NetworkTopology] | None = None) -> dict:
+    """Every number chapter 2's prose quotes, by glue name.
+
+    ``reach[w, a]``: fraction of inputs reaching an output at width
+    ``widths[w]`` and density ``densities[a]`` (mean over masks); the chapter
+    quotes the lowest density at which every input still does
+    (``connected_width_<w>``, NaN if none). ``topologies``: one
+    :class:`~rpbook.graphs.NetworkTopology` per rule of the MLP at p = 0.02
+    (``pyramidal_paths_002``: the input-output paths the pyramidal mask leaves).
+    """
+    out: dict = {}
+    if reach is not None:
+        for w, _ in enumerate(widths):
+            ok = [p for p, r in zip(densities, reach[w]) if r == 1.0]
+            out[f"connected_width_{w}"] = min(ok) if ok else float("nan")
+    if topologies is not None and "pyramidal" in topologies:
+        out["pyramidal_paths_002"] = topologies["pyramidal"].paths
+    return out
