@@ -170,25 +170,6 @@ def test_bad_input_is_rejected():
         gradient_norm(nn.Sequential(nn.ReLU()), x, torch.zeros(4, dtype=torch.long))
 
 
-def test_init_signal_propagation_experiment_at_quick(tmp_path):
-    from rpbook.experiments import run_experiment
-    from rpbook.experiments.init_signal_propagation import curve, grad_norms
-    from rpbook.results import ResultStore
-
-    record = run_experiment("init_signal_propagation", "quick", store=ResultStore(tmp_path), progress=False)
-    result, config = record["result"], record["config"]
-    assert len(result["runs"]) == len(config["densities"]) * len(config["inits"]) * len(config["seeds"])
-    # (a ratio is None when the dense init's gradient underflows to exactly zero)
-    ratios = {e["density"]: e["unit-scaled"]["mean"] for e in result["grad_norm_ratio"] if e["unit-scaled"]}
-    assert ratios[1.0] == pytest.approx(1.0)  # no mask: the three inits coincide
-    assert all(ratios[p] > 1 for p in ratios if p < 1)
-    dense = grad_norms(result, "dense")
-    assert dense["mean"] == sorted(dense["mean"], reverse=True)  # sparser, smaller gradient
-    assert len(curve(result, "unit-scaled", 0.1)) == len(result["layers"])
-    with pytest.raises(ValueError, match="init"):
-        grad_norms(result, "orthogonal")
-
-
 def test_measuring_leaves_batchnorm_statistics_alone():
     from rpbook.gradflow import gradient_norm, hessian_gradient_product, signal_propagation
     from rpbook.models import build_model

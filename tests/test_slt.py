@@ -253,17 +253,6 @@ def test_train_edge_popup_reports_its_checks():
     assert report["kept"] == sum(slt.kept_count(r["numel"], 0.1) for r in report["layers"])
 
 
-def test_subset_sum_experiment_draws_targets_apart_from_the_numbers():
-    import numpy as np
-
-    from rpbook.experiments.subset_sum_error import _unit_seed
-    from rpbook.slt import random_numbers
-
-    numbers = random_numbers(10, seed=_unit_seed(0, 10, "uniform"), distribution="uniform", size=1)[0]
-    targets = np.random.default_rng(_unit_seed(0, 10, "uniform", purpose=1)).uniform(-1.0, 1.0, size=10)
-    assert not np.intersect1d(numbers, targets).size
-
-
 def test_construction_refuses_a_target_it_would_rebuild_differently():
     import torch
     from torch import nn
