@@ -16,6 +16,7 @@ from ..masks import check_density
 from ..slt import WEIGHT_INITS, EdgePopupRun, train_edge_popup
 from ..train import TrainConfig
 from . import Experiment, RunContext
+from .specs import profile_presets
 
 
 @dataclass(frozen=True)
@@ -43,18 +44,17 @@ class EdgePopupERSourceConfig:
             check_density(p)
 
 
-def presets(profile: str) -> EdgePopupERSourceConfig:
-    if profile == "quick":
-        return EdgePopupERSourceConfig(n_train=300, widths=(0.5, 2.0), source_densities=(1.0, 0.5),
-                                       target_densities=(0.1,), train=TrainConfig(epochs=2, lr=0.1, weight_decay=1e-4),
-                                       seeds=(0,))
-    if profile == "full":
-        # Gadhikar et al.'s sample runs: targets 0.2 ... 0.01 inside ER sources of density 0.5 and 0.2 (Gadhikar et al. 2023).
-        return EdgePopupERSourceConfig(
-            dataset="cifar10", model="resnet20", hidden=None, widths=(1.0, 2.0, 4.0),
-            source_densities=(1.0, 0.5, 0.2), target_densities=(0.2, 0.1, 0.05, 0.01),
-            train=TrainConfig(epochs=100, lr=0.1, weight_decay=5e-4, batch_size=128), seeds=(0, 1, 2))
-    return EdgePopupERSourceConfig()
+presets = profile_presets(
+    quick=lambda: EdgePopupERSourceConfig(n_train=300, widths=(0.5, 2.0), source_densities=(1.0, 0.5),
+                                          target_densities=(0.1,), train=TrainConfig(epochs=2, lr=0.1, weight_decay=1e-4),
+                                          seeds=(0,)),
+    standard=lambda: EdgePopupERSourceConfig(),
+    # Gadhikar et al.'s sample runs: targets 0.2 ... 0.01 inside ER sources of density 0.5 and 0.2 (Gadhikar et al. 2023).
+    full=lambda: EdgePopupERSourceConfig(
+        dataset="cifar10", model="resnet20", hidden=None, widths=(1.0, 2.0, 4.0),
+        source_densities=(1.0, 0.5, 0.2), target_densities=(0.2, 0.1, 0.05, 0.01),
+        train=TrainConfig(epochs=100, lr=0.1, weight_decay=5e-4, batch_size=128), seeds=(0, 1, 2)),
+)
 
 
 def run(config: EdgePopupERSourceConfig, ctx: RunContext) -> dict:

@@ -46,6 +46,7 @@ from ..models import MODEL_NAMES, build_model, count_parameters
 from ..pruning import GradualMagnitudePruning, check_scope, dense_masking
 from ..train import Callback, TrainConfig, TrainState, compute_loss, evaluate, fit
 from . import Experiment, RunContext
+from .specs import profile_presets
 
 #: The methods a config runs by default (a registered DST method may be added to a config's ``methods``).
 METHODS: tuple[str, ...] = ("scratch", "scratch+", "lottery", "set", "rigl", "small-dense")
@@ -153,30 +154,26 @@ def _train(epochs: int, batch_size: int, lr: float) -> TrainConfig:
                        schedule="cosine", amp=False)
 
 
-def presets(profile: str) -> EvciConfig:
+presets = profile_presets(
     """``quick``: a 32-16 MLP on 600 MNIST-1D examples, 3 epochs, one seed. ``standard``: MLP 300-100 on
     MNIST-1D and LeNet-5 on digits, both to 95 % sparsity, five seeds. ``full``: Evci's LeNet-5 on
-    MNIST (25 epochs) and the MLP 300-100 to 98 % (a GPU machine with the data)."""
-    if profile == "quick":
-        setup = EvciSetup(name="MLP / MNIST-1D", hidden=(32, 16), density=0.1, n_train=600,
-                          train=_train(3, 64, 0.1))
-        return EvciConfig(setups=(setup,), prune_every=2, dst_every=5, log_every=5, log_batch=200,
-                          interp_points=5, seeds=(0,))
-    if profile == "standard":
-        return EvciConfig(setups=(
-            EvciSetup(name="MLP 300-100 / MNIST-1D", model="mlp", dataset="mnist1d", hidden=(300, 100),
-                      density=0.05, train=_train(40, 128, 0.1)),
-            EvciSetup(name="LeNet-5 / digits", model="lenet5", dataset="digits", hidden=None, density=0.05,
-                      train=_train(25, 32, 0.05)),
-        ))
-    if profile == "full":
-        return EvciConfig(setups=(
-            EvciSetup(name="LeNet-5 / MNIST", model="lenet5", dataset="mnist", hidden=None, density=0.05,
-                      train=TrainConfig(epochs=25, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4)),
-            EvciSetup(name="MLP 300-100 / MNIST", model="mlp", dataset="mnist", hidden=(300, 100), density=0.02,
-                      train=TrainConfig(epochs=25, batch_size=128, lr=0.2, momentum=0.9, weight_decay=1e-4)),
-        ), prune_every=100, dst_every=100, log_every=200, seeds=(0, 1, 2, 3, 4))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    MNIST (25 epochs) and the MLP 300-100 to 98 % (a GPU machine with the data).""",
+    quick=lambda: EvciConfig(setups=(EvciSetup(name="MLP / MNIST-1D", hidden=(32, 16), density=0.1, n_train=600,
+                                               train=_train(3, 64, 0.1)),),
+                             prune_every=2, dst_every=5, log_every=5, log_batch=200, interp_points=5, seeds=(0,)),
+    standard=lambda: EvciConfig(setups=(
+        EvciSetup(name="MLP 300-100 / MNIST-1D", model="mlp", dataset="mnist1d", hidden=(300, 100),
+                  density=0.05, train=_train(40, 128, 0.1)),
+        EvciSetup(name="LeNet-5 / digits", model="lenet5", dataset="digits", hidden=None, density=0.05,
+                  train=_train(25, 32, 0.05)),
+    )),
+    full=lambda: EvciConfig(setups=(
+        EvciSetup(name="LeNet-5 / MNIST", model="lenet5", dataset="mnist", hidden=None, density=0.05,
+                  train=TrainConfig(epochs=25, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4)),
+        EvciSetup(name="MLP 300-100 / MNIST", model="mlp", dataset="mnist", hidden=(300, 100), density=0.02,
+                  train=TrainConfig(epochs=25, batch_size=128, lr=0.2, momentum=0.9, weight_decay=1e-4)),
+    ), prune_every=100, dst_every=100, log_every=200, seeds=(0, 1, 2, 3, 4)),
+)
 
 
 # ----------------------------------------------------------------------------- pieces

@@ -27,6 +27,7 @@ from ..init import INIT_METHODS, check_init, initialize_
 from ..masks import check_density, check_rule, mask_model, maskable_layers
 from ..models import build_model
 from . import Experiment, RunContext
+from .specs import profile_presets
 
 
 @dataclass(frozen=True)
@@ -63,17 +64,14 @@ class InitSignalConfig:
         check_seeds(self.seeds)
 
 
-def presets(profile: str) -> InitSignalConfig:
+presets = profile_presets(
     """``quick``: 4 × 64 MLP, densities 1, 0.1, 0.05, one seed. ``standard``: 8 × 256 MLP on MNIST-1D, seven
-    densities, five seeds. ``full``: 8 × 1024 MLP on MNIST (a GPU machine with the data)."""
-    if profile == "quick":
-        return InitSignalConfig(depth=4, width=64, densities=(1.0, 0.1, 0.05), batch_size=200, seeds=(0,))
-    if profile == "standard":
-        return InitSignalConfig()
-    if profile == "full":
-        return InitSignalConfig(dataset="mnist", width=1024, densities=(1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005),
-                                seeds=tuple(range(10)))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    densities, five seeds. ``full``: 8 × 1024 MLP on MNIST (a GPU machine with the data).""",
+    quick=lambda: InitSignalConfig(depth=4, width=64, densities=(1.0, 0.1, 0.05), batch_size=200, seeds=(0,)),
+    standard=lambda: InitSignalConfig(),
+    full=lambda: InitSignalConfig(dataset="mnist", width=1024, densities=(1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005),
+                                  seeds=tuple(range(10))),
+)
 
 
 def _mean_std(values: list[float]) -> dict:

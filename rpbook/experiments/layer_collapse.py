@@ -19,6 +19,7 @@ from ..data import load_dataset
 from ..masks import check_density
 from ..train import TrainConfig
 from . import Experiment, RunContext
+from .specs import profile_presets
 from ._sparse_sweep import seed_stats, train_preset
 from .s2s_imp import check_s2s_config, imp_train_preset, source_label
 from .s2s_pruning_at_init import check_methods, prune_and_train
@@ -54,19 +55,16 @@ class CollapseConfig:
             if p not in self.densities:
                 raise ValueError(f"train density {p!r} is not one of densities {self.densities!r}")
 
-def presets(profile: str) -> CollapseConfig:
+presets = profile_presets(
     """``quick``: a 32-unit MLP, two methods, two densities, one seed, one epoch.
     ``standard``: MLP 40-256-256-10 on MNIST-1D, dense and balanced-0.2 sources, five methods,
-    densities 0.1 … 0.001, training at 0.005, three seeds. ``full``: VGG-16 on CIFAR-10."""
-    if profile == "quick":
-        return CollapseConfig(hidden=(32, 32), methods=("magnitude", "magnitude-layer"), densities=(0.05, 0.005),
-                              train_densities=(0.005,), synflow_iterations=10, score_batch=64, n_train=500,
-                              seeds=(0,), train=train_preset("quick"))
-    if profile == "standard":
-        return CollapseConfig()
-    if profile == "full":
-        return CollapseConfig(model="vgg16", dataset="cifar10", hidden=None, train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    densities 0.1 … 0.001, training at 0.005, three seeds. ``full``: VGG-16 on CIFAR-10.""",
+    quick=lambda: CollapseConfig(hidden=(32, 32), methods=("magnitude", "magnitude-layer"), densities=(0.05, 0.005),
+                                 train_densities=(0.005,), synflow_iterations=10, score_batch=64, n_train=500,
+                                 seeds=(0,), train=train_preset("quick")),
+    standard=lambda: CollapseConfig(),
+    full=lambda: CollapseConfig(model="vgg16", dataset="cifar10", hidden=None, train=train_preset("full")),
+)
 
 
 def run(config: CollapseConfig, ctx: RunContext) -> dict:

@@ -30,6 +30,7 @@ from ..models import MODEL_NAMES, build_model
 from ..pruning import check_scope, dense_masking, imp_densities, iterative_magnitude_pruning, layer_collapse
 from ..train import TrainConfig
 from . import Experiment, RunContext
+from .specs import profile_presets
 from ._sparse_sweep import seed_stats, train_preset
 
 TARGETS: tuple[float, ...] = (0.1, 0.05, 0.02, 0.01)
@@ -136,19 +137,16 @@ class S2SIMPConfig:
             raise ValueError(f"rate must be in (0, 1), got {self.rate!r}")
         check_scope(self.scope)
 
-def presets(profile: str) -> S2SIMPConfig:
+presets = profile_presets(
     """``quick``: a 32-unit MLP, one ER source, two targets, one seed, one epoch per level.
     ``standard``: MLP 40-256-256-10 on MNIST-1D, the dense source and 3 rules × 3 source densities,
     targets 0.1 … 0.01, half the weights pruned per level, 10 epochs per level, three seeds.
-    ``full``: VGG-16 on CIFAR-10 with 20 % per level (the S2S schedule)."""
-    if profile == "quick":
-        return S2SIMPConfig(hidden=(32, 32), source_rules=("balanced",), source_densities=(0.3,),
-                            targets=(0.1, 0.05), n_train=500, seeds=(0,), train=train_preset("quick"))
-    if profile == "standard":
-        return S2SIMPConfig()
-    if profile == "full":
-        return S2SIMPConfig(model="vgg16", dataset="cifar10", hidden=None, rate=0.2, train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    ``full``: VGG-16 on CIFAR-10 with 20 % per level (the S2S schedule).""",
+    quick=lambda: S2SIMPConfig(hidden=(32, 32), source_rules=("balanced",), source_densities=(0.3,),
+                               targets=(0.1, 0.05), n_train=500, seeds=(0,), train=train_preset("quick")),
+    standard=lambda: S2SIMPConfig(),
+    full=lambda: S2SIMPConfig(model="vgg16", dataset="cifar10", hidden=None, rate=0.2, train=train_preset("full")),
+)
 
 
 def imp_schedule(source_density: float, targets: tuple[float, ...], rate: float) -> list[float]:

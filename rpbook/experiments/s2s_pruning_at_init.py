@@ -19,6 +19,7 @@ from ..init import initialize_
 from ..pruning import layer_collapse, prune_at_init
 from ..train import TrainConfig, fit
 from . import Experiment, RunContext
+from .specs import profile_presets
 from ._sparse_sweep import seed_stats, train_preset
 from .s2s_imp import build_source, check_s2s_config, imp_train_preset, source_label
 
@@ -75,19 +76,16 @@ class PaIConfig:
         check_s2s_config(self, self.targets, strict=False)
         check_methods(self.methods)
 
-def presets(profile: str) -> PaIConfig:
+presets = profile_presets(
     """``quick``: a 32-unit MLP, one source, two methods, one target, one seed, one epoch.
     ``standard``: MLP 40-256-256-10 on MNIST-1D; dense and balanced 0.5 / 0.2 sources; SNIP, GraSP,
     iterative SynFlow and random per-layer; targets 0.1, 0.03, 0.01; 10 epochs; three seeds.
-    ``full``: VGG-16 on CIFAR-10."""
-    if profile == "quick":
-        return PaIConfig(hidden=(32, 32), source_densities=(0.3,), methods=("snip", "synflow"), targets=(0.05,),
-                         synflow_iterations=10, score_batch=64, n_train=500, seeds=(0,), train=train_preset("quick"))
-    if profile == "standard":
-        return PaIConfig()
-    if profile == "full":
-        return PaIConfig(model="vgg16", dataset="cifar10", hidden=None, train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    ``full``: VGG-16 on CIFAR-10.""",
+    quick=lambda: PaIConfig(hidden=(32, 32), source_densities=(0.3,), methods=("snip", "synflow"), targets=(0.05,),
+                            synflow_iterations=10, score_batch=64, n_train=500, seeds=(0,), train=train_preset("quick")),
+    standard=lambda: PaIConfig(),
+    full=lambda: PaIConfig(model="vgg16", dataset="cifar10", hidden=None, train=train_preset("full")),
+)
 
 
 def prune_and_train(config: Any, data: Any, *, rule: str, source_density: float, method: str, target: float,
