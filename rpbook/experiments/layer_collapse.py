@@ -19,19 +19,16 @@ from ..data import load_dataset
 from ..masks import check_density
 from ..train import TrainConfig
 from . import Experiment, RunContext
-from .specs import profile_presets
+from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import seed_stats, train_preset
 from .s2s_imp import check_s2s_config, imp_train_preset, source_label
 from .s2s_pruning_at_init import check_methods, prune_and_train
 
 
 @dataclass(frozen=True)
-class CollapseConfig:
+class CollapseConfig(TrainingSpec, DataSpec, NetworkSpec):
     """Masks for every source × method × density × seed; training at ``train_densities`` only (chapter 7)."""
 
-    model: str = "mlp"
-    dataset: str = "mnist1d"
-    hidden: tuple[int, ...] | None = (256, 256)
     include_dense: bool = True
     source_rules: tuple[str, ...] = ("balanced",)
     source_densities: tuple[float, ...] = (0.2,)
@@ -40,11 +37,7 @@ class CollapseConfig:
     train_densities: tuple[float, ...] = (0.005,)
     synflow_iterations: int = 100
     score_batch: int = 256
-    init: str = "unit-scaled"
     reinit: str | None = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
 
     def __post_init__(self) -> None:

@@ -22,15 +22,14 @@ from typing import Any
 import torch
 
 from ..config import seed_everything
-from ..validators import check_seed, check_seeds
-from ..data import DATASET_NAMES, load_dataset
+from ..data import load_dataset
 from ..init import check_init, initialize_
 from ..masks import check_density, check_rule, mask_model, maskable_layers, sparsity_report
-from ..models import MODEL_NAMES, build_model
+from ..models import build_model
 from ..pruning import check_scope, dense_masking, imp_densities, iterative_magnitude_pruning, layer_collapse
 from ..train import TrainConfig
 from . import Experiment, RunContext
-from .specs import profile_presets
+from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import seed_stats, train_preset
 
 TARGETS: tuple[float, ...] = (0.1, 0.05, 0.02, 0.01)
@@ -82,10 +81,8 @@ def check_s2s_config(config: Any, targets: tuple[float, ...], *, strict: bool) -
     ``targets`` must lie below every source density (``strict``: IMP prunes at
     least once) or at most at it (pruning at init may keep the whole source).
     """
-    if config.model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {config.model!r}; allowed: {', '.join(MODEL_NAMES)}")
-    if config.dataset not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {config.dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
+    config.check_network()
+    config.check_data()
     check_sources(config.source_rules, config.source_densities)
     check_targets(targets)
     if any(targets[0] >= p if strict else targets[0] > p for p in config.source_densities):
@@ -96,17 +93,13 @@ def check_s2s_config(config: Any, targets: tuple[float, ...], *, strict: bool) -
         v = getattr(config, name, 1)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    check_init(config.init)
     if getattr(config, "reinit", None) is not None:
         check_init(config.reinit)
-    check_seed(config.split_seed)
-    check_seeds(config.seeds)
-    if not isinstance(config.train, TrainConfig):
-        raise ValueError(f"train must be a TrainConfig, got {type(config.train).__name__}")
+    config.check_training()
 
 
 @dataclass(frozen=True)
-class S2SIMPConfig:
+class S2SIMPConfig(TrainingSpec, DataSpec, NetworkSpec):
     """IMP from the dense network and from every ``source_rules`` × ``source_densities`` ER source (chapter 7).
 
     Each IMP run removes ``rate`` of the remaining weights per level until the
@@ -116,19 +109,12 @@ class S2SIMPConfig:
     initial weights and batch order.
     """
 
-    model: str = "mlp"
-    dataset: str = "mnist1d"
-    hidden: tuple[int, ...] | None = (256, 256)
     include_dense: bool = True
     source_rules: tuple[str, ...] = SOURCE_RULES
     source_densities: tuple[float, ...] = SOURCE_DENSITIES
     targets: tuple[float, ...] = TARGETS
     rate: float = 0.5
     scope: str = "global"
-    init: str = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ from ..init import initialize_
 from ..pruning import layer_collapse, prune_at_init
 from ..train import TrainConfig, fit
 from . import Experiment, RunContext
-from .specs import profile_presets
+from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import seed_stats, train_preset
 from .s2s_imp import build_source, check_s2s_config, imp_train_preset, source_label
 
@@ -47,7 +47,7 @@ def check_methods(methods: object) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class PaIConfig:
+class PaIConfig(TrainingSpec, DataSpec, NetworkSpec):
     """Every source × method × target × seed: prune at init, then train once (chapter 7).
 
     ``score_batch`` training examples feed SNIP and GraSP (SynFlow and random
@@ -55,9 +55,6 @@ class PaIConfig:
     (``None`` keeps the values the scores saw).
     """
 
-    model: str = "mlp"
-    dataset: str = "mnist1d"
-    hidden: tuple[int, ...] | None = (256, 256)
     include_dense: bool = True
     source_rules: tuple[str, ...] = ("balanced",)
     source_densities: tuple[float, ...] = (0.5, 0.2)
@@ -65,11 +62,7 @@ class PaIConfig:
     targets: tuple[float, ...] = (0.1, 0.03, 0.01)
     synflow_iterations: int = 100
     score_batch: int = 256
-    init: str = "unit-scaled"
     reinit: str | None = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
 
     def __post_init__(self) -> None:
