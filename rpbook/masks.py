@@ -7,6 +7,10 @@ layer-wise rules and the sampling.
 Conventions used throughout the book: the **density** ``p`` is the fraction of
 weights kept, the **sparsity** is ``1 - p``. Only the weights of ``nn.Conv2d``
 and ``nn.Linear`` layers are masked; biases and BatchNorm never are.
+
+Size (over 600 lines, on purpose): rules, sampling, keeping masked weights at
+zero and counting parameters and FLOPs are the one concept *a mask*; each
+section is headed by a comment line.
 """
 from __future__ import annotations
 
