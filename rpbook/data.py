@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import gzip
 import hashlib
-import http.client
 import io
 import math
 import os
@@ -28,16 +27,16 @@ import pickle
 import random
 import sys
 import tarfile
-import tempfile
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pooch
 import torch
 from torch import nn
 
+from .atomic_files import write_atomic
 from .config import check_seed
 
 __all__ = ["CHECKSUMS", "DATASET_NAMES", "Dataset", "load_dataset", "make_teacher"]
@@ -45,7 +44,8 @@ __all__ = ["CHECKSUMS", "DATASET_NAMES", "Dataset", "load_dataset", "make_teache
 DATASET_NAMES: tuple[str, ...] = ("digits", "mnist1d", "teacher", "mnist", "fashion-mnist", "cifar10")
 
 DATA_ENV = "RPBOOK_DATA"
-DEFAULT_ROOT = "~/.cache/rpbook/data"
+#: The data cache: the platform's cache folder for rpbook (``~/.cache/rpbook/data`` on Linux), via pooch.
+DEFAULT_ROOT = str(pooch.os_cache("rpbook") / "data")
 DOWNLOAD_TIMEOUT_S = 30.0
 
 _IDX_FILES = {
@@ -488,22 +488,10 @@ def _read_mnist1d_cache(path: Path) -> tuple[np.ndarray, ...] | None:
 
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)  # readers see either no file or a complete one
-        tmp = None
+        write_atomic(path, lambda fh: np.savez(fh, **arrays))  # readers see either no file or a complete one
     except OSError:
         pass  # a read-only or full disk only costs regeneration next time
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def _load_mnist1d(seed: int, val_fraction: float, n_train: int | None, base: Path, *,
@@ -602,20 +590,19 @@ def _load_teacher(seed: int, val_fraction: float, n_train: int | None, *, in_dim
 
 
 def _download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
-    """Fetch ``url`` into ``dest`` (raises ``OSError`` when offline)."""
-    # Some mirrors refuse urllib's default user agent.
-    request = urllib.request.Request(url, headers={"User-Agent": "rpbook (python urllib)"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
-        while chunk := response.read(1 << 20):
-            out.write(chunk)
+    """Fetch ``url`` into ``dest`` with pooch's HTTP downloader (raises ``OSError`` when offline)."""
+    import requests
+
+    # Some mirrors refuse a library's default user agent.
+    downloader = pooch.HTTPDownloader(timeout=timeout, progressbar=False, headers={"User-Agent": "rpbook (pooch)"})
+    try:
+        downloader(url, str(dest), None)
+    except requests.exceptions.RequestException as err:  # connection refused, DNS, timeouts, HTTP errors
+        raise OSError(str(err)) from err
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return pooch.file_hash(str(path), alg="md5")
 
 
 def _expected_checksums(key: str, checksums: object) -> dict[str, str]:
@@ -641,27 +628,32 @@ def _missing_message(key: str, missing: list[str], folder: Path, reason: str) ->
 
 
 def _fetch(key: str, fname: str, folder: Path, expected_md5: str, missing: list[str]) -> None:
-    """Download ``fname`` from the mirrors, verify it, then move it into place."""
+    """Download ``fname`` from the mirrors with ``pooch.retrieve``, which verifies the MD5 before moving it into place.
+
+    pooch writes to a temporary file beside the target and renames it only when
+    the hash matches, so a half-written or foreign file never appears under the
+    real name and nothing unverified is ever parsed.
+    """
+    import logging
+
     folder.mkdir(parents=True, exist_ok=True)
     failures, wrong = [], []
-    for base in MIRRORS[key]:
-        url = base + fname
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{fname}.", suffix=".part")
-        os.close(fd)
-        try:
+    logger, level = pooch.get_logger(), pooch.get_logger().level
+    logger.setLevel(logging.WARNING)  # rpbook prints its own one line per download
+    try:
+        for base in MIRRORS[key]:
+            url = base + fname
             print(f"rpbook: downloading {url}", file=sys.stderr)
-            _download(url, Path(tmp))
-            actual = _md5(Path(tmp))
-            if actual != expected_md5:
-                wrong.append(f"{url} gave md5 {actual}")
-                continue
-            os.replace(tmp, folder / fname)  # never leave a half-written file under the real name
-            return
-        except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, HTTPError, timeouts are OSError
-            failures.append(f"{url}: {err}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            try:
+                pooch.retrieve(url, known_hash=f"md5:{expected_md5}", fname=fname, path=folder, progressbar=False,
+                               downloader=lambda url, output, _pooch, check_only=False: _download(url, Path(output)))
+                return
+            except ValueError as err:  # pooch: the downloaded file's hash does not match
+                wrong.append(f"{url} gave a file whose md5 is not {expected_md5} ({err})")
+            except OSError as err:  # offline, refused, timed out
+                failures.append(f"{url}: {err}")
+    finally:
+        logger.setLevel(level)
     if wrong:  # reachable, but not the official file: a network error message would mislead
         raise ValueError(f"{key}: downloaded {fname!r} does not match its checksum: expected md5 {expected_md5}; "
                          f"{'; '.join(wrong)}. Nothing was saved in {folder}.")
