@@ -38,6 +38,7 @@ from torch import nn
 
 from .atomic_files import write_atomic
 from .config import check_seed
+from .validators import check_positive_int
 
 __all__ = ["CHECKSUMS", "DATASET_NAMES", "Dataset", "load_dataset", "make_teacher"]
 
@@ -197,7 +198,7 @@ def load_dataset(
     seed = check_seed(seed)
     val_fraction = _check_val_fraction(val_fraction)
     if n_train is not None:
-        n_train = _check_positive_int("n_train", n_train)
+        n_train = check_positive_int(n_train, "n_train")
     unknown = sorted(set(kwargs) - set(_EXTRA_KWARGS[key]))
     if unknown:
         allowed = ", ".join(_EXTRA_KWARGS[key]) or "none"
@@ -223,8 +224,8 @@ def make_teacher(in_dim: int = 16, hidden: Sequence[int] = (32, 32), out_dim: in
     drawn from a local generator seeded by ``seed``: the global torch RNG is
     neither used nor advanced. The teacher is returned in eval mode.
     """
-    in_dim = _check_positive_int("in_dim", in_dim)
-    out_dim = _check_positive_int("out_dim", out_dim)
+    in_dim = check_positive_int(in_dim, "in_dim")
+    out_dim = check_positive_int(out_dim, "out_dim")
     hidden = _check_hidden(hidden)
     seed = check_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -260,18 +261,12 @@ def _check_val_fraction(value: object) -> float:
     return float(value)
 
 
-def _check_positive_int(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _check_hidden(hidden: object) -> tuple[int, ...]:
     if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
         hidden = (hidden,)
     if not isinstance(hidden, (tuple, list)):
         raise ValueError(f"hidden must be a sequence of integers >= 1 (layer widths), got {hidden!r}")
-    return tuple(_check_positive_int("each hidden width", h) for h in hidden)
+    return tuple(check_positive_int(h, "each hidden width") for h in hidden)
 
 
 def _data_root(root: str | os.PathLike | None) -> Path:
@@ -526,7 +521,7 @@ def _load_teacher(seed: int, val_fraction: float, n_train: int | None, *, in_dim
                   hidden: Sequence[int] = (32, 32), out_dim: int = 1, n_test: int = 1000,
                   noise: float = 0.0, teacher_seed: int | None = None) -> Dataset:
     n_train = 2000 if n_train is None else n_train
-    n_test = _check_positive_int("n_test", n_test)
+    n_test = check_positive_int(n_test, "n_test")
     if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)) \
             or not (0.0 <= float(noise) < math.inf):
         raise ValueError(f"noise must be a finite number >= 0 (std of label noise, in units of the target's std), "

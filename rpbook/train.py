@@ -5,7 +5,6 @@ with it; chapters 5–7 add mask updates and measurements through callbacks.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import numbers
@@ -200,14 +199,33 @@ def evaluate(
     return {"loss": total_loss / n, "accuracy": correct / n if task != "regression" else None, "n": n}
 
 
-def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
-    """Learning rate at a step: cosine to 0, step decay at ``milestones``, or constant (chapter 3)."""
+def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
+    """The schedule's multiple of ``config.lr`` at a step: cosine to 0, ``gamma`` at each milestone, or 1 (chapter 3)."""
     if config.schedule == "cosine":
-        return 0.5 * config.lr * (1 + math.cos(math.pi * step / max(1, total_steps)))
+        return 0.5 * (1 + math.cos(math.pi * step / max(1, total_steps)))
     if config.schedule == "step":
-        passed = sum(step >= m * total_steps for m in config.milestones)
-        return config.lr * config.gamma ** passed
-    return config.lr
+        return config.gamma ** sum(step >= m * total_steps for m in config.milestones)
+    return 1.0
+
+
+def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Learning rate at a step, ``config.lr * lr_factor(step)``: what :func:`make_scheduler` sets (chapter 3)."""
+    return config.lr * lr_factor(step, total_steps, config)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int,
+                   start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """The config's schedule as a ``torch.optim.lr_scheduler.LambdaLR`` stepped once per optimizer step (chapter 3).
+
+    The learning rate at step ``t`` is ``config.lr * lr_factor(t)``, exactly the
+    closed form (multiplying by the factor is bit-identical to the formula the
+    stored results were trained with; ``tests/test_train.py`` checks it). A
+    resumed run starts the schedule at ``start_step``.
+    """
+    for group in optimizer.param_groups:
+        group["initial_lr"] = config.lr  # the schedule's base, also after a resumed optimizer state
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config),
+                                             last_epoch=start_step - 1)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -345,6 +363,8 @@ def fit(
     config = config or TrainConfig()
     config.validate()
     _check_number("checkpoint_every", checkpoint_every, low=1, integer=True)
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs a checkpoint_dir")
     dev = choose_device(device)
     task = _task(data)
     model.to(dev)
@@ -352,38 +372,14 @@ def fit(
     n = len(x_train)
     if n == 0:
         raise ValueError("the training split is empty")
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    optimizer = make_optimizer(model, config)
-    if masking is not None:
-        masking.apply_()
-        masking.watch(optimizer)
-    use_amp = bool(config.amp) and dev.type == "cuda"
-    # torch.amp.GradScaler is torch >= 2.3; Colab images with an older torch have only the CUDA one
-    scaler = (torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()) \
-        if use_amp else None
-    history = History()
-    state = TrainState(model=model, optimizer=optimizer, config=config, data=data, device=dev, masking=masking,
-                       history=history, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.epochs)
+    state, scaler = _start(model, data, config, masking, dev, math.ceil(n / config.batch_size))
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_FILE if checkpoint_dir is not None else None
     fingerprint = _fingerprint(model, data, config, masking)
     start_epoch = 0
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        ckpt = _load_checkpoint(ckpt_path, fingerprint)
-        model.load_state_dict(ckpt["model"])
-        if masking is not None:
-            for name, mask in ckpt["masks"].items():
-                masking.set_mask(name, mask)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scaler is not None and ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        history = History.from_dict(ckpt["history"])
-        state.history = history
-        for cb, cb_state in zip(callbacks, ckpt.get("callbacks", [])):
-            cb.load_state_dict(cb_state)
-        start_epoch = ckpt["epoch"]
-        state.step = ckpt["step"]
-    elif resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs a checkpoint_dir")
+    if resume and ckpt_path.exists():
+        start_epoch = _restore(state, scaler, callbacks, _load_checkpoint(ckpt_path, fingerprint))
+    history = state.history
+    scheduler = make_scheduler(state.optimizer, config, state.total_steps, start_step=state.step)
 
     for cb in callbacks:
         cb.on_train_begin(state)
@@ -397,63 +393,28 @@ def fit(
         gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         order = torch.randperm(n, generator=gen).to(dev)
         sum_loss, sum_correct = 0.0, 0
-        for i in range(steps_per_epoch):
+        for i in range(state.steps_per_epoch):
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
             xb, yb = x_train[idx], y_train[idx]
             if config.augment == "cifar":
                 xb = _augment_cifar(xb, gen)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(state.step, state.total_steps, config)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-                out = model(xb)
-                loss = compute_loss(out.float(), yb, task, config.label_smoothing)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {state.step}; "
-                                         f"try a smaller learning rate than {config.lr}")
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            state.batch, state.loss = (xb, yb), loss
-            if config.grad_norm_every and state.step % config.grad_norm_every == 0:
-                total, per_layer = masked_gradient_norm(model)
-                if math.isfinite(total):  # mixed precision: the scaler skips steps whose gradients overflowed
-                    history.grad_norms.append({"step": state.step, "epoch": epoch, "total": total,
-                                               "layers": per_layer})
-            for cb in callbacks:
-                cb.on_after_backward(state)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            state.step += 1
+            if scheduler.last_epoch != state.step:  # the rate of this step; the last one stays for the epoch row
+                scheduler.step()
+            loss, out = _train_step(state, xb, yb, task, scaler, callbacks)
             sum_loss += float(loss.detach()) * len(xb)
             if task != "regression":
                 sum_correct += int((out.detach().argmax(1) == yb).sum())
             for cb in callbacks:
                 cb.on_step_end(state)
-        row = {"epoch": epoch + 1, "step": state.step, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": sum_loss / n, "train_acc": sum_correct / n if task != "regression" else None}
-        if len(data.x_val):
-            val = evaluate(model, data.x_val, data.y_val, task=task)
-            row.update(val_loss=val["loss"], val_acc=val["accuracy"])
-        history.epochs.append(row)
+        history.epochs.append(_epoch_row(state, task, sum_loss / n, sum_correct / n))
         for cb in callbacks:
             cb.on_epoch_end(state)
         bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("train_loss", "val_acc") and v is not None})
+        bar.set_postfix({k: f"{v:.3f}" for k, v in history.epochs[-1].items()
+                         if k in ("train_loss", "val_acc") and v is not None})
         history.wall_time = wall_before + time.perf_counter() - started
         if ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs):
-            save_atomic({
-                "fingerprint": fingerprint, "epoch": epoch + 1, "step": state.step,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "masks": masking.masks if masking is not None else {},
-                "history": history.to_dict(), "callbacks": [cb.state_dict() for cb in callbacks],
-            }, ckpt_path)
+            _save_checkpoint(ckpt_path, fingerprint, state, scaler, callbacks)
     bar.close()
     history.wall_time = wall_before + time.perf_counter() - started
     history.test = evaluate(model, data.x_test, data.y_test, task=task)
@@ -464,3 +425,94 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(state)
     return history
+
+
+# ----------------------------------------------------------------------------- the steps of fit
+
+
+def _start(model: nn.Module, data: Any, config: TrainConfig, masking: Masking | None, dev: torch.device,
+           steps_per_epoch: int) -> tuple[TrainState, Any]:
+    """The optimizer (watched by the masking), the mixed-precision scaler if any, and the run's state."""
+    optimizer = make_optimizer(model, config)
+    if masking is not None:
+        masking.apply_()
+        masking.watch(optimizer)
+    use_amp = bool(config.amp) and dev.type == "cuda"
+    # torch.amp.GradScaler is torch >= 2.3; Colab images with an older torch have only the CUDA one
+    scaler = (torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()) \
+        if use_amp else None
+    state = TrainState(model=model, optimizer=optimizer, config=config, data=data, device=dev, masking=masking,
+                       history=History(), steps_per_epoch=steps_per_epoch,
+                       total_steps=steps_per_epoch * config.epochs)
+    return state, scaler
+
+
+def _restore(state: TrainState, scaler: Any, callbacks: Sequence[Callback], ckpt: dict) -> int:
+    """Load a checkpoint into the run's state; returns the epoch to continue from."""
+    state.model.load_state_dict(ckpt["model"])
+    if state.masking is not None:
+        for name, mask in ckpt["masks"].items():
+            state.masking.set_mask(name, mask)
+    state.optimizer.load_state_dict(ckpt["optimizer"])
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    state.history = History.from_dict(ckpt["history"])
+    for cb, cb_state in zip(callbacks, ckpt.get("callbacks", [])):
+        cb.load_state_dict(cb_state)
+    state.step = ckpt["step"]
+    return ckpt["epoch"]
+
+
+def _train_step(state: TrainState, xb: torch.Tensor, yb: torch.Tensor, task: str, scaler: Any,
+                callbacks: Sequence[Callback]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a mini-batch: forward, loss, backward, gradient log, callbacks, update."""
+    model, optimizer, config = state.model, state.optimizer, state.config
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=state.device.type, dtype=torch.float16, enabled=scaler is not None):
+        out = model(xb)
+        loss = compute_loss(out.float(), yb, task, config.label_smoothing)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {state.epoch + 1}, step {state.step}; "
+                                 f"try a smaller learning rate than {config.lr}")
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    state.batch, state.loss = (xb, yb), loss
+    if config.grad_norm_every and state.step % config.grad_norm_every == 0:
+        total, per_layer = masked_gradient_norm(model)
+        if math.isfinite(total):  # mixed precision: the scaler skips steps whose gradients overflowed
+            state.history.grad_norms.append({"step": state.step, "epoch": state.epoch, "total": total,
+                                             "layers": per_layer})
+    for cb in callbacks:
+        cb.on_after_backward(state)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    state.step += 1
+    return loss, out
+
+
+def _epoch_row(state: TrainState, task: str, train_loss: float, train_acc: float) -> dict:
+    """The history row of an epoch: its last learning rate, training loss and accuracy, validation metrics."""
+    row = {"epoch": state.epoch + 1, "step": state.step, "lr": state.optimizer.param_groups[0]["lr"],
+           "train_loss": train_loss, "train_acc": train_acc if task != "regression" else None}
+    if len(state.data.x_val):
+        val = evaluate(state.model, state.data.x_val, state.data.y_val, task=task)
+        row.update(val_loss=val["loss"], val_acc=val["accuracy"])
+    return row
+
+
+def _save_checkpoint(path: Path, fingerprint: dict, state: TrainState, scaler: Any,
+                     callbacks: Sequence[Callback]) -> None:
+    """Everything a resumed run needs, written atomically."""
+    save_atomic({
+        "fingerprint": fingerprint, "epoch": state.epoch + 1, "step": state.step,
+        "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "masks": state.masking.masks if state.masking is not None else {},
+        "history": state.history.to_dict(), "callbacks": [cb.state_dict() for cb in callbacks],
+    }, path)
