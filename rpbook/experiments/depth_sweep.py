@@ -17,8 +17,8 @@ from ..models import CONVNET_DEPTHS, MODEL_NAMES
 from ..train import TrainConfig
 from . import Experiment, RunContext
 from .specs import DataSpec, TrainingSpec, profile_presets
-from ._sparse_sweep import (UnitTrainer, check_common, check_sparse_densities, difference_stats, find, summarize,
-                            train_preset)
+from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_sparse_densities, difference_stats,
+                            find, summarize, train_preset)
 
 FAMILIES: tuple[str, ...] = ("mlp", "convnet", "resnet")
 
@@ -133,4 +133,5 @@ EXPERIMENT = Experiment(
     description="dense vs random sparse networks as the depth grows",
     presets=presets,
     run=run,
+    tolerances=SWEEP_TOLERANCES,
 )

@@ -15,6 +15,7 @@ from ..config import choose_device
 from ..data import load_dataset
 from ..slt import WEIGHT_INITS, EdgePopupRun, train_edge_popup
 from ..train import TrainConfig
+from ..results import Tolerance
 from . import Experiment, RunContext
 from .specs import profile_presets
 from .sparse_run import SparseRun, train_sparse
@@ -93,10 +94,20 @@ def run(config: EdgePopupWidthConfig, ctx: RunContext) -> dict:
     return {"rows": rows}
 
 
+# Not yet measured across CPUs (4 CPU-minutes): set by analogy with the chapter-3 sweeps (at most
+# 4 of 1,000 test examples moved). edge-popup's top-k of scores is a discrete step, so a few more.
+# Kept counts are fixed by k and must stay equal.
+_WHY = "by analogy with the measured chapter-3 spread, widened for the top-k step"
+TOLERANCES = {
+    "rows.#.test_accuracy": Tolerance(abs=0.02, why=f"7 of 359 test digits; {_WHY}"),
+    "rows.#.val_acc.#": Tolerance(abs=0.03, why=_WHY),
+}
+
 EXPERIMENT = Experiment(
     name="edge_popup_width",
     chapter="6 Strong lottery tickets",
     description="edge-popup subnetworks of frozen random MLPs: accuracy against width, kept fraction and weight distribution",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )

@@ -45,6 +45,7 @@ from ..masks import Masking, check_density, count_nonzero_parameters, maskable_l
 from ..models import MODEL_NAMES, build_model, count_parameters
 from ..pruning import GradualMagnitudePruning, check_scope, dense_masking
 from ..train import Callback, TrainConfig, TrainState, compute_loss, evaluate, fit
+from ..results import Tolerance
 from . import Experiment, RunContext
 from .specs import profile_presets
 
@@ -514,10 +515,29 @@ def curves_of(result: dict, setup: str, method: str, key: str = "grad_norm") -> 
             "std": [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]}
 
 
+# Not yet measured across CPUs (regenerating takes 9 CPU-minutes): set by analogy with the measured
+# chapter-3 sweeps (per-run accuracy moved by at most 4 of 1,000 test examples there), widened because
+# this pipeline chains a pruning run, RigL's gradient-chosen regrowth and 5 seeds of LeNet-5 whose
+# seed spread reaches 0.29. Counts of the schedule (steps, swaps, densities) must stay equal.
+_WHY = "by analogy with chapter 3's measured spread, widened for chained discrete steps"
+TOLERANCES = {
+    "*.interpolation.*.barrier": Tolerance(abs=0.05, why=_WHY),
+    "*test_accuracy*": Tolerance(abs=0.03, why=f"11 of 359 digits / 30 of 1,000 MNIST-1D examples; {_WHY}"),
+    "*train_acc*": Tolerance(abs=0.03, why=_WHY),
+    "*loss*": Tolerance(rel=0.05, why=_WHY),
+    "*mask_changed_fraction*": Tolerance(abs=0.01, why=_WHY),
+    "*distance*": Tolerance(rel=0.02, why=_WHY),
+    "units.#.pruned_norm": Tolerance(rel=0.02, why=_WHY),
+    "*grad_norm*": Tolerance(rel=0.1, why=f"gradient norms fluctuate step to step; {_WHY}"),
+    "*update_gain*": Tolerance(rel=0.1, why=_WHY),
+    "summary.*": Tolerance(abs=0.03, rel=0.1, why=_WHY),
+}
+
 EXPERIMENT = Experiment(
     name="evci_pipeline",
     chapter="5 Gradient flow",
     description="pruning run, then Scratch / Scratch+ / Lottery / SET / RigL / small dense from its mask",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )

@@ -26,6 +26,7 @@ from ..gradflow import fixed_batch, signal_propagation
 from ..init import INIT_METHODS, check_init, initialize_
 from ..masks import check_density, check_rule, mask_model, maskable_layers
 from ..models import build_model
+from ..results import Tolerance
 from . import Experiment, RunContext
 from .specs import profile_presets
 
@@ -177,10 +178,19 @@ def spread_table(result: dict, inits: tuple[str, ...] = ("layer-scaled", "unit-s
     return rows
 
 
+# No training: statistics at initialisation. Measured with ATEN_CPU_CAPABILITY=default against the
+# AVX-512 original: every value moved by at most 0.04 % (gradient norms of 9-layer MLPs at density
+# 0.01, where a few surviving paths carry the whole gradient), most by under 1e-6 relative.
+_WHY = "10x the relative change measured with ATEN_CPU_CAPABILITY=default"
+TOLERANCES = {
+    "*": Tolerance(rel=0.004, why=f"measured at most 0.04 %; {_WHY}"),
+}
+
 EXPERIMENT = Experiment(
     name="init_signal_propagation",
     chapter="5 Gradient flow",
     description="activation/gradient variance through depth and gradient norm at init, per init and density",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )

@@ -16,7 +16,7 @@ from ..masks import RULES, sample_masks
 from ..train import TrainConfig
 from . import Experiment, RunContext
 from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
-from ._sparse_sweep import (UnitTrainer, check_common, check_rules, check_sparse_densities,
+from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_rules, check_sparse_densities,
                             difference_stats, find, summarize, train_preset)
 
 DENSITIES: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
@@ -177,4 +177,5 @@ EXPERIMENT = Experiment(
     description="test accuracy against density for each layer-wise rule, against the dense network",
     presets=presets,
     run=run,
+    tolerances=SWEEP_TOLERANCES,
 )

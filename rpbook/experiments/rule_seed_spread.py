@@ -19,7 +19,7 @@ from ..masks import check_density
 from ..train import TrainConfig
 from . import Experiment, RunContext
 from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
-from ._sparse_sweep import UnitTrainer, check_common, check_rules, seed_stats, train_preset
+from ._sparse_sweep import SWEEP_TOLERANCES, UnitTrainer, check_common, check_rules, seed_stats, train_preset
 
 
 @dataclass(frozen=True)
@@ -110,4 +110,5 @@ EXPERIMENT = Experiment(
     description="two layer-wise rules over many seeds: how many seeds separate them",
     presets=presets,
     run=run,
+    tolerances=SWEEP_TOLERANCES,
 )

@@ -31,6 +31,7 @@ from ..masks import Masking, check_density, maskable_layers, sample_er_mask
 from ..models import build_model
 from ..overparam import block_link_counts, smallest_width
 from ..train import TrainConfig, evaluate, fit
+from ..results import Tolerance
 from . import Experiment, RunContext
 from .specs import profile_presets
 
@@ -235,10 +236,22 @@ def smallest_widths(result: dict, threshold: float, key: str = "test_mse") -> li
     return out
 
 
+# Not yet measured across CPUs (8 CPU-minutes): set by analogy with the chapter-3 sweeps, where
+# losses moved by 0.19 % under ATEN_CPU_CAPABILITY=default; a regression MSE after training gets 5 %.
+# Mask statistics (uncovered pairs, kept weights) involve no floats and must stay equal.
+_WHY = "by analogy with the measured chapter-3 loss spread (0.19 %), x25"
+TOLERANCES = {
+    "rows.#.test_mse": Tolerance(rel=0.05, why=_WHY),
+    "rows.#.train_mse": Tolerance(rel=0.05, why=_WHY),
+    "rows.#.train_loss_curve.#": Tolerance(rel=0.05, why=_WHY),
+    "y_mean_removed.#": Tolerance(rel=1e-5, why="a mean of teacher outputs: last bits only"),
+}
+
 EXPERIMENT = Experiment(
     name="teacher_student_width",
     chapter="4 How much wider? Overparameterization of random masks",
     description="random sparse students of width factor k at density p fitting a fixed random teacher",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )

@@ -18,7 +18,7 @@ from ..masks import check_rule, layer_counts, layer_shapes, layerwise_densities
 from ..train import TrainConfig
 from . import Experiment, RunContext
 from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
-from ._sparse_sweep import (UnitTrainer, check_common, check_sparse_densities, check_widths,
+from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_sparse_densities, check_widths,
                             difference_stats, find, summarize, train_preset)
 
 ARMS: tuple[str, ...] = ("dense", "sparse", "dense-same-nonzero")
@@ -156,4 +156,5 @@ EXPERIMENT = Experiment(
     description="dense vs random sparse networks as the width grows, also at equal nonzero weights",
     presets=presets,
     run=run,
+    tolerances=SWEEP_TOLERANCES,
 )
