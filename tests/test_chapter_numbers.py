@@ -91,3 +91,18 @@ def test_chapter7_numbers_cover_its_prose():
 def test_numbers_need_their_inputs():
     with pytest.raises(ValueError, match="base_units"):
         ch6.numbers(er_source=record("edge_popup_er_source")["result"])
+
+
+def test_no_chapter_module_imports_another_and_the_science_imports_none():
+    import ast
+
+    chapters = sorted((ROOT / "rpbook" / "chapters").glob("ch*.py"))
+    assert len(chapters) >= 7
+    for path in chapters:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert not (node.module or "").startswith("ch"), f"{path.name} imports {node.module}"
+    for path in [*(ROOT / "rpbook").glob("*.py"), *(ROOT / "rpbook" / "experiments").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert "chapters" not in (node.module or ""), f"{path.name} imports {node.module}"
