@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from rpbook.graphs import network_topology  # noqa: E402
 from rpbook.masks import sample_masks  # noqa: E402
 from rpbook.models import build_model  # noqa: E402
-from rpbook.widgets import GraphExplorer  # noqa: E402
+from rpbook.chapters.ch2_er_masks_as_graphs import GraphExplorer  # noqa: E402
 
 BUDGET_S = 1.0
 STATES = list(itertools.product((0.1, 0.03, 0.01, 0.003), ("erk", "uniform", "balanced", "er", "pyramidal")))

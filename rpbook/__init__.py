@@ -1,7 +1,8 @@
 """rpbook: the package behind the book *Why random pruning works*.
 
-Each module owns one idea of the book (see ``DESIGN.md``); every public
-function names the chapter that teaches it.
+Each module owns one idea of the book (the module table in README.md; how to
+extend it in CONTRIBUTING.md); every public function names the chapter or the
+section of the appendix *Formulas and notation* that teaches it.
 """
 from importlib.metadata import PackageNotFoundError, version as _version
 

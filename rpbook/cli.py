@@ -277,9 +277,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from .dst import DST_METHODS
     from .experiments import experiment_names, get_experiment
+    from .masks import RULE_REGISTRY
+    from .pruning import SCORE_FUNCTIONS
     from .results import ResultStore
 
+    # The registries: what `--rule` accepts and what an experiment may name (CONTRIBUTING.md adds to them).
+    print("layer-wise rules: " + ", ".join(f"{n} ({r.label})" for n, r in RULE_REGISTRY.items()))
+    print("pruning scores: " + ", ".join(SCORE_FUNCTIONS))
+    print("DST methods: " + ", ".join(f"{n} ({c.label})" for n, c in DST_METHODS.items()))
     store = ResultStore(args.results) if args.results else ResultStore()
     names = experiment_names()
     if not names:
@@ -396,7 +403,8 @@ def make_parser() -> argparse.ArgumentParser:
     g.add_argument("--threads", default="1",
                    help="torch CPU threads of this process and of every worker (results depend on it; the stored "
                         "results were made with 1)")
-    p = sub.add_parser("list", help="list experiments, their profiles, and which results are stored")
+    p = sub.add_parser("list", help="list the registered rules, scores and DST methods, the experiments, "
+                                        "their profiles, and which results are stored")
     p.add_argument("--results", default=None, help="results folder (default: book/_results)")
     p = sub.add_parser("verify", help="regenerate stored results and compare them with the stored ones",
                        description="Regenerate stored results from their own configs (in a temporary folder; the "

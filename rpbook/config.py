@@ -11,6 +11,9 @@ from typing import Literal
 import numpy as np
 import torch
 
+# Seeds are checked in one place; the names stay importable from here, where seeding lives.
+from .validators import MAX_SEED, check_seed, check_seeds  # noqa: F401
+
 Profile = Literal["quick", "standard", "full"]
 PROFILES: tuple[str, ...] = ("quick", "standard", "full")
 PROFILE_ENV = "RPBOOK_PROFILE"
@@ -81,39 +84,6 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-# NumPy's legacy seeding takes 32 bits, and derived streams (seed * 100_003 + epoch in ``fit``) must stay
-# inside int64: 2**32 - 1 keeps every seed usable everywhere it is passed on (chapter 1).
-MAX_SEED = 2**32 - 1
-
-
-def check_seed(seed: object) -> int:
-    """Return ``seed`` as an int in ``[0, MAX_SEED]`` (``2**32 - 1``), or raise ``ValueError`` naming the bad value.
-
-    Chapter 1, *How to run this book* (seeding).
-    """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r} (allowed: 0 to {MAX_SEED} = 2**32 - 1)")
-    if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be a non-negative integer, got {seed} (allowed: 0 to {MAX_SEED} = 2**32 - 1)")
-    return int(seed)
-
-
-def check_seeds(seeds: object) -> tuple[int, ...]:
-    """Return a non-empty sequence of distinct seeds as a tuple of ints, or raise ``ValueError`` naming the bad one.
-
-    A repeated seed would count one run twice in a mean and its spread.
-    """
-    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
-        raise ValueError(f"seeds must be a sequence of non-negative integers (at most {MAX_SEED}), got {seeds!r}")
-    given = tuple(seeds)
-    if not given:
-        raise ValueError("seeds must name at least one seed")
-    out = tuple(check_seed(s) for s in given)
-    if len(set(out)) != len(out):
-        raise ValueError(f"seeds must be distinct, got {given!r}")
-    return out
 
 
 def progress_enabled(progress: bool = True) -> bool:

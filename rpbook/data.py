@@ -9,6 +9,9 @@ Fashion-MNIST and CIFAR-10, read here from their official files with numpy
 their published MD5 checksums before a single byte is parsed.
 
 Every loader returns a :class:`Dataset` whose splits are fixed by ``seed``.
+
+Size (over 600 lines, on purpose): every data set of the book, offline and
+online, with one split convention; the loaders share the checks and the cache.
 """
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ import dataclasses
 import functools
 import gzip
 import hashlib
-import http.client
 import io
 import math
 import os
@@ -25,25 +27,27 @@ import pickle
 import random
 import sys
 import tarfile
-import tempfile
-import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pooch
 import torch
 from torch import nn
 
+from .atomic_files import write_atomic
 from .config import check_seed
+from .validators import check_positive_int
 
 __all__ = ["CHECKSUMS", "DATASET_NAMES", "Dataset", "load_dataset", "make_teacher"]
 
 DATASET_NAMES: tuple[str, ...] = ("digits", "mnist1d", "teacher", "mnist", "fashion-mnist", "cifar10")
 
 DATA_ENV = "RPBOOK_DATA"
-DEFAULT_ROOT = "~/.cache/rpbook/data"
+#: The data cache: the platform's cache folder for rpbook (``~/.cache/rpbook/data`` on Linux), via pooch.
+DEFAULT_ROOT = str(pooch.os_cache("rpbook") / "data")
 DOWNLOAD_TIMEOUT_S = 30.0
 
 _IDX_FILES = {
@@ -195,7 +199,7 @@ def load_dataset(
     seed = check_seed(seed)
     val_fraction = _check_val_fraction(val_fraction)
     if n_train is not None:
-        n_train = _check_positive_int("n_train", n_train)
+        n_train = check_positive_int(n_train, "n_train")
     unknown = sorted(set(kwargs) - set(_EXTRA_KWARGS[key]))
     if unknown:
         allowed = ", ".join(_EXTRA_KWARGS[key]) or "none"
@@ -236,8 +240,8 @@ def make_teacher(in_dim: int = 16, hidden: Sequence[int] = (32, 32), out_dim: in
     drawn from a local generator seeded by ``seed``: the global torch RNG is
     neither used nor advanced. The teacher is returned in eval mode.
     """
-    in_dim = _check_positive_int("in_dim", in_dim)
-    out_dim = _check_positive_int("out_dim", out_dim)
+    in_dim = check_positive_int(in_dim, "in_dim")
+    out_dim = check_positive_int(out_dim, "out_dim")
     hidden = _check_hidden(hidden)
     seed = check_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -273,18 +277,12 @@ def _check_val_fraction(value: object) -> float:
     return float(value)
 
 
-def _check_positive_int(what: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def _check_hidden(hidden: object) -> tuple[int, ...]:
     if isinstance(hidden, (int, np.integer)) and not isinstance(hidden, bool):
         hidden = (hidden,)
     if not isinstance(hidden, (tuple, list)):
         raise ValueError(f"hidden must be a sequence of integers >= 1 (layer widths), got {hidden!r}")
-    return tuple(_check_positive_int("each hidden width", h) for h in hidden)
+    return tuple(check_positive_int(h, "each hidden width") for h in hidden)
 
 
 def _data_root(root: str | os.PathLike | None) -> Path:
@@ -538,27 +536,16 @@ def _read_mnist1d_cache(path: Path) -> tuple[tuple[np.ndarray, ...] | None, str]
 
 def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write the cache and its checksum, each atomically: readers see complete files or none."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         raw = buffer.getvalue()
         # the checksum first: a reader that sees the new checksum with an old file rebuilds, never trusts it
-        for target, content in ((_checksum_path(path), hashlib.sha256(raw).hexdigest().encode() + b"\n"), (path, raw)):
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{target.name}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
-            os.replace(tmp, target)
-            tmp = None
+        checksum = hashlib.sha256(raw).hexdigest().encode() + b"\n"
+        write_atomic(_checksum_path(path), lambda fh: fh.write(checksum))
+        write_atomic(path, lambda fh: fh.write(raw))
     except OSError:
         pass  # a read-only or full disk only costs regeneration next time
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def _load_mnist1d(seed: int, val_fraction: float, n_train: int | None, base: Path, *,
@@ -593,7 +580,7 @@ def _load_teacher(seed: int, val_fraction: float, n_train: int | None, *, in_dim
                   hidden: Sequence[int] = (32, 32), out_dim: int = 1, n_test: int = 1000,
                   noise: float = 0.0, teacher_seed: int | None = None) -> Dataset:
     n_train = 2000 if n_train is None else n_train
-    n_test = _check_positive_int("n_test", n_test)
+    n_test = check_positive_int(n_test, "n_test")
     if isinstance(noise, bool) or not isinstance(noise, (int, float, np.integer, np.floating)) \
             or not (0.0 <= float(noise) < math.inf):
         raise ValueError(f"noise must be a finite number >= 0 (std of label noise, in units of the target's std), "
@@ -657,20 +644,19 @@ def _load_teacher(seed: int, val_fraction: float, n_train: int | None, *, in_dim
 
 
 def _download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> None:
-    """Fetch ``url`` into ``dest`` (raises ``OSError`` when offline)."""
-    # Some mirrors refuse urllib's default user agent.
-    request = urllib.request.Request(url, headers={"User-Agent": "rpbook (python urllib)"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as out:
-        while chunk := response.read(1 << 20):
-            out.write(chunk)
+    """Fetch ``url`` into ``dest`` with pooch's HTTP downloader (raises ``OSError`` when offline)."""
+    import requests
+
+    # Some mirrors refuse a library's default user agent.
+    downloader = pooch.HTTPDownloader(timeout=timeout, progressbar=False, headers={"User-Agent": "rpbook (pooch)"})
+    try:
+        downloader(url, str(dest), None)
+    except requests.exceptions.RequestException as err:  # connection refused, DNS, timeouts, HTTP errors
+        raise OSError(str(err)) from err
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    return pooch.file_hash(str(path), alg="md5")
 
 
 def _expected_checksums(key: str, checksums: object) -> dict[str, str]:
@@ -696,27 +682,32 @@ def _missing_message(key: str, missing: list[str], folder: Path, reason: str) ->
 
 
 def _fetch(key: str, fname: str, folder: Path, expected_md5: str, missing: list[str]) -> None:
-    """Download ``fname`` from the mirrors, verify it, then move it into place."""
+    """Download ``fname`` from the mirrors with ``pooch.retrieve``, which verifies the MD5 before moving it into place.
+
+    pooch writes to a temporary file beside the target and renames it only when
+    the hash matches, so a half-written or foreign file never appears under the
+    real name and nothing unverified is ever parsed.
+    """
+    import logging
+
     folder.mkdir(parents=True, exist_ok=True)
     failures, wrong = [], []
-    for base in MIRRORS[key]:
-        url = base + fname
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{fname}.", suffix=".part")
-        os.close(fd)
-        try:
+    logger, level = pooch.get_logger(), pooch.get_logger().level
+    logger.setLevel(logging.WARNING)  # rpbook prints its own one line per download
+    try:
+        for base in MIRRORS[key]:
+            url = base + fname
             print(f"rpbook: downloading {url}", file=sys.stderr)
-            _download(url, Path(tmp))
-            actual = _md5(Path(tmp))
-            if actual != expected_md5:
-                wrong.append(f"{url} gave md5 {actual}")
-                continue
-            os.replace(tmp, folder / fname)  # never leave a half-written file under the real name
-            return
-        except (OSError, ValueError, http.client.HTTPException) as err:  # URLError, HTTPError, timeouts are OSError
-            failures.append(f"{url}: {err}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            try:
+                pooch.retrieve(url, known_hash=f"md5:{expected_md5}", fname=fname, path=folder, progressbar=False,
+                               downloader=lambda url, output, _pooch, check_only=False: _download(url, Path(output)))
+                return
+            except ValueError as err:  # pooch: the downloaded file's hash does not match
+                wrong.append(f"{url} gave a file whose md5 is not {expected_md5} ({err})")
+            except OSError as err:  # offline, refused, timed out
+                failures.append(f"{url}: {err}")
+    finally:
+        logger.setLevel(level)
     if wrong:  # reachable, but not the official file: a network error message would mislead
         raise ValueError(f"{key}: downloaded {fname!r} does not match its checksum: expected md5 {expected_md5}; "
                          f"{'; '.join(wrong)}. Nothing was saved in {folder}.")

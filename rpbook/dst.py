@@ -2,7 +2,7 @@
 
 Chapter 5 (*Gradient flow*) shows that updating the mask during training
 improves gradient flow (Evci et al. 2022); chapter 7 starts DST from random
-source masks. Definitions (SCIENCE §6.2, §2.3):
+source masks. Definitions (appendix *Formulas and notation*, dynamic sparse training):
 
 - every ``update_every`` (ΔT) steps until ``end`` (75 %) of training, each
   sparse layer **drops** the fraction ``f_t`` of its active weights with the
@@ -23,12 +23,44 @@ from typing import Any
 
 import torch
 
-from .gradflow import _check_batch, gradient_norm, masked_gradients
-from .masks import Masking, maskable_layers
+from .gradflow import check_batch, gradient_norm, masked_gradients
+from .masks import Masking, RegisteredNames, maskable_layers
 from .pruning import top_k_mask
 from .train import Callback, TrainState, _digest
 
 GROW_CRITERIA: tuple[str, ...] = ("random", "gradient")
+
+#: Every registered DST method by name (what experiments, figures and explorers offer), see :func:`register_dst`.
+DST_METHODS: dict[str, type["DynamicSparseTraining"]] = {}
+#: The names of the registered DST methods (a live view of :data:`DST_METHODS`).
+DST_NAMES = RegisteredNames(DST_METHODS)
+
+
+def register_dst(cls: type["DynamicSparseTraining"]) -> type["DynamicSparseTraining"]:
+    """Class decorator adding a DST method to :data:`DST_METHODS` under ``cls.name`` (chapter 5).
+
+    The class declares ``name``, ``label`` and ``color`` and usually overrides
+    :meth:`SET.grow_scores` only (as :class:`RigL` does).
+
+    Raises
+    ------
+    ValueError
+        If the class lacks a name, label or colour, or the name is taken.
+    """
+    for attr in ("name", "label", "color"):
+        if not isinstance(getattr(cls, attr, None), str) or not getattr(cls, attr).strip():
+            raise ValueError(f"a DST method declares a non-empty {attr!r}; {cls.__name__} does not")
+    if cls.name in DST_METHODS:
+        raise ValueError(f"DST method {cls.name!r} is already registered; registered: {', '.join(DST_METHODS)}")
+    DST_METHODS[cls.name] = cls
+    return cls
+
+
+def unregister_dst(name: str) -> None:
+    """Remove a registered DST method (tests that register a toy method clean up with this)."""
+    if name not in DST_METHODS:
+        raise ValueError(f"DST method {name!r} is not registered; registered: {', '.join(DST_METHODS)}")
+    del DST_METHODS[name]
 
 
 def cosine_drop_fraction(step: int, end_step: int, initial: float = 0.3) -> float:
@@ -118,7 +150,7 @@ class DynamicSparseTraining(Callback):
             if batch is not None:
                 if not isinstance(batch, (tuple, list)) or len(batch) != 2:
                     raise ValueError(f"{what} must be a pair (x, y), got {type(batch).__name__}")
-                _check_batch(*batch)
+                check_batch(*batch)
         self.grow = grow
         self.drop_fraction = float(drop_fraction)
         self.update_every = int(update_every)
@@ -142,16 +174,24 @@ class DynamicSparseTraining(Callback):
             return
         self.update(state, cosine_drop_fraction(t, t_end, self.drop_fraction))
 
-    def _grow_scores(self, state: TrainState, masking: Masking) -> dict[str, torch.Tensor]:
-        masks = masking.masks
+    def grow_scores(self, state: TrainState, masking: Masking) -> dict[str, torch.Tensor]:
+        """Per layer, the score of every position; the highest inactive ones grow (chapter 5)."""
         if self.grow == "random":
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + state.step)
-            return {name: torch.rand(m.shape, generator=g) for name, m in masks.items()}
+            return self.random_scores(state, masking)
+        return self.gradient_scores(state, masking)
+
+    def random_scores(self, state: TrainState, masking: Masking) -> dict[str, torch.Tensor]:
+        """SET's growth: uniform random scores, one generator per update step (so a resumed run agrees)."""
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + state.step)
+        return {name: torch.rand(m.shape, generator=g) for name, m in masking.masks.items()}
+
+    def gradient_scores(self, state: TrainState, masking: Masking) -> dict[str, torch.Tensor]:
+        """RigL's growth: ``|dL/dw|`` of the dense gradient on ``grow_batch`` (or the current mini-batch)."""
         x, y = self.grow_batch if self.grow_batch is not None else state.batch
         task = getattr(state.data, "task", "classification")
         with masking.unmasked_gradients():
             grads = masked_gradients(state.model, x, y, task=task, masked=False)
-        return {name: grads[name].detach().abs() for name in masks}
+        return {name: grads[name].detach().abs() for name in masking.masks}
 
     def update(self, state: TrainState, fraction: float) -> dict:
         """Swap ``fraction`` of every sparse layer's active weights now; return the event record."""
@@ -160,7 +200,7 @@ class DynamicSparseTraining(Callback):
         event: dict[str, Any] = {"step": state.step, "drop_fraction": fraction}
         if self.measure_batch is not None:
             event["grad_norm_before"] = gradient_norm(state.model, *self.measure_batch, task=task)["total"]
-        scores = self._grow_scores(state, masking)
+        scores = self.grow_scores(state, masking)
         modules = dict(maskable_layers(state.model))
         per_layer = {}
         for name, mask in masking.masks.items():
@@ -192,18 +232,31 @@ class DynamicSparseTraining(Callback):
         self.events = [dict(e) for e in state.get("events", [])]
 
 
+@register_dst
 class SET(DynamicSparseTraining):
     """Sparse Evolutionary Training (Mocanu et al. 2018): drop by magnitude, grow at random (chapter 5)."""
 
-    def __init__(self, **options: Any):
-        super().__init__("random", **options)
-
-
-class RigL(DynamicSparseTraining):
-    """Rigging the Lottery (Evci et al. 2020): drop by magnitude, grow by dense gradient (chapter 5)."""
+    name, label, color = "set", "SET", "#CC79A7"
+    grow_criterion = "random"
 
     def __init__(self, **options: Any):
-        super().__init__("gradient", **options)
+        super().__init__(self.grow_criterion, **options)
+
+    def grow_scores(self, state: TrainState, masking: Masking) -> dict[str, torch.Tensor]:
+        """Random scores: SET grows anywhere (see :meth:`DynamicSparseTraining.random_scores`)."""
+        return self.random_scores(state, masking)
 
 
-__all__ = ["GROW_CRITERIA", "cosine_drop_fraction", "drop_and_grow", "DynamicSparseTraining", "SET", "RigL"]
+@register_dst
+class RigL(SET):
+    """Rigging the Lottery (Evci et al. 2020): SET's drop, but grow where the dense gradient is largest (chapter 5)."""
+
+    name, label, color = "rigl", "RigL", "#0072B2"
+    grow_criterion = "gradient"
+
+    def grow_scores(self, state: TrainState, masking: Masking) -> dict[str, torch.Tensor]:
+        """``|dL/dw|`` of the dense gradient (see :meth:`DynamicSparseTraining.gradient_scores`)."""
+        return self.gradient_scores(state, masking)
+
+
+__all__ = ["GROW_CRITERIA", "DST_METHODS", "DST_NAMES", "register_dst", "unregister_dst", "cosine_drop_fraction", "drop_and_grow", "DynamicSparseTraining", "SET", "RigL"]

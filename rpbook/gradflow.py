@@ -2,7 +2,7 @@
 
 Chapter 5 (*Gradient flow*) teaches these, following Evci et al. (2022),
 "Gradient Flow in Sparse Neural Networks and How Lottery Tickets Win"
-(SCIENCE §2.2): the quantity is the L2 norm of the **masked** gradient of the
+(Evci et al. 2022): the quantity is the L2 norm of the **masked** gradient of the
 **unregularized** loss (no weight decay) on a **fixed** batch, at
 initialization and every few steps of training.
 
@@ -23,7 +23,7 @@ from .masks import maskable_layers
 from .train import Callback, TrainState, compute_loss
 
 
-def _check_batch(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
+def check_batch(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
         raise ValueError(f"the batch must be two tensors (inputs, targets), got {type(x).__name__} and {type(y).__name__}")
     if len(x) == 0 or len(x) != len(y):
@@ -72,7 +72,7 @@ def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str) -> tupl
 
 def _gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, task: str, masked: bool,
                create_graph: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    x, y = _check_batch(x, y)
+    x, y = check_batch(x, y)
     layers = _weights(model)
     weights = [m.weight for _, m in layers]
     loss, _ = _loss(model, x, y, task)
@@ -147,7 +147,7 @@ def hessian_gradient_product(
     """``H g`` of the masked loss by double backpropagation (chapter 5; GraSP and MetaInit use it).
 
     With ``g = m ⊙ ∇L`` the masked gradient, ``H g`` is the gradient of
-    ``½ ||g||²`` (SCIENCE §2.2), restricted to the mask: the Hessian of the
+    ``½ ||g||²`` (Evci et al. 2022), restricted to the mask: the Hessian of the
     loss as a function of the kept weights only, applied to their gradient.
 
     Returns
@@ -197,7 +197,7 @@ def signal_propagation(
         ``{"layers": [names], "act_var": [...], "act_var_unit_cv": [...], "grad_var": [...],
         "weight_grad_norm": [...], "grad_norm": float, "loss": float}``.
     """
-    x, y = _check_batch(x, y)
+    x, y = check_batch(x, y)
     layers = _weights(model)
     outputs: dict[str, torch.Tensor] = {}
     handles = []
@@ -265,7 +265,7 @@ def fixed_batch(data: Any, size: int = 1000, *, offset: int = 0) -> tuple[torch.
 class GradientNormLogger(Callback):
     """Log the masked gradient norm on a fixed batch at step 0 and every ``every`` steps (chapter 5).
 
-    This is Evci et al.'s protocol (SCIENCE §2.2): a fixed batch (by default
+    This is Evci et al.'s protocol (Evci et al. 2022): a fixed batch (by default
     the first 1,000 training examples), the unregularized loss, the masked
     gradient, at initialization and then every ``every`` optimizer steps,
     measured after the weight update (and any mask update) of that step.
@@ -281,7 +281,7 @@ class GradientNormLogger(Callback):
         if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
             raise ValueError(f"every must be a positive integer (steps between measurements), got {every!r}")
         if batch is not None:
-            _check_batch(*batch)
+            check_batch(*batch)
         self.every = int(every)
         self.batch = batch
         self.batch_size = batch_size

@@ -14,7 +14,7 @@ path counts, reachability), so they stay fast on real layer sizes; only the
 drawings build networkx graphs, and those subsample large layers.
 
 This module is headless: it never imports matplotlib. The drawings
-themselves live in :mod:`rpbook.plots` (``draw_layered_graph``), which takes
+themselves live in :mod:`rpbook.chapters.ch2_er_masks_as_graphs` (``draw_layered_graph``), which takes
 the graphs and positions built here.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Sparsity-aware initialisation: scale each weight by its unit's real fan-in.
 
 Chapter 5 (*Gradient flow*) teaches why this matters; chapter 3 uses it for
-every random sparse network it trains. SCIENCE §2.1 has the formulas.
+every random sparse network it trains. The formulas: appendix *Formulas and notation*, initialisations.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 import torch
 from torch import nn
 
-from .config import check_seed
+from .validators import check_seed
 from .masks import maskable_layers
 
 INIT_METHODS: tuple[str, ...] = ("dense", "layer-scaled", "unit-scaled")

@@ -7,6 +7,10 @@ layer-wise rules and the sampling.
 Conventions used throughout the book: the **density** ``p`` is the fraction of
 weights kept, the **sparsity** is ``1 - p``. Only the weights of ``nn.Conv2d``
 and ``nn.Linear`` layers are masked; biases and BatchNorm never are.
+
+Size (over 600 lines, on purpose): rules, sampling, keeping masked weights at
+zero and counting parameters and FLOPs are the one concept *a mask*; each
+section is headed by a comment line.
 """
 from __future__ import annotations
 
@@ -15,14 +19,118 @@ import numbers
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-RULES: tuple[str, ...] = ("uniform", "er", "erk", "balanced", "pyramidal")
 MASKABLE_TYPES = (nn.Conv2d, nn.Linear)
+
+
+# ----------------------------------------------------------------------------- the rule registry
+
+
+@dataclass(frozen=True)
+class DensityRule:
+    """A layer-wise density rule as the book shows it: how it solves the budget, its label and colour.
+
+    ``solve(shapes, budget, dense, erk_power)`` returns one density per layer whose
+    weighted sum ``sum_l p_l n_l`` equals ``budget`` (weights), with the layers
+    in ``dense`` kept at density 1 (appendix *Formulas and notation*, layer-wise rules).
+    """
+
+    name: str
+    solve: Callable[[Sequence[tuple[int, ...]], float, set, float], list[float]]
+    label: str
+    color: str
+
+
+#: Every registered rule by name, in registration order (what the CLI, the explorers and the figures offer).
+RULE_REGISTRY: dict[str, DensityRule] = {}
+
+
+class RegisteredNames(Sequence[str]):
+    """A live, read-only view of a registry's names: a rule registered later shows up everywhere."""
+
+    def __init__(self, registry: Mapping[str, object]):
+        self._registry = registry
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return tuple(self._registry)[i]
+
+    def __len__(self) -> int:
+        return len(self._registry)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._registry
+
+    def __repr__(self) -> str:
+        return repr(tuple(self._registry))
+
+
+#: The names of the registered rules (a live view of :data:`RULE_REGISTRY`).
+RULES: Sequence[str] = RegisteredNames(RULE_REGISTRY)
+
+
+def register_rule(name: str, *, label: str, color: str) -> Callable:
+    """Decorator adding a layer-wise density rule to :data:`RULE_REGISTRY` (chapter 2).
+
+    The decorated function is the rule's ``solve`` (see :class:`DensityRule`);
+    :func:`proportional_rule` builds one from per-layer scores ``r_l`` (``p_l = eps r_l``).
+    ``label`` and ``color`` are what every figure, explorer and table shows for it.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is empty or already registered.
+    """
+    if not isinstance(name, str) or not name.strip() or name != name.strip().lower():
+        raise ValueError(f"a rule name must be a non-empty lower-case string, got {name!r}")
+
+    def decorate(solve: Callable) -> Callable:
+        if name in RULE_REGISTRY:
+            raise ValueError(f"rule {name!r} is already registered; registered: {', '.join(RULE_REGISTRY)}")
+        RULE_REGISTRY[name] = DensityRule(name, solve, label, color)
+        return solve
+
+    return decorate
+
+
+def unregister_rule(name: str) -> None:
+    """Remove a registered rule (tests that register a toy rule clean up with this)."""
+    if name not in RULE_REGISTRY:
+        raise ValueError(f"rule {name!r} is not registered; registered: {', '.join(RULE_REGISTRY)}")
+    del RULE_REGISTRY[name]
+
+
+def proportional_rule(score: Callable[[tuple[int, ...], float], float]) -> Callable:
+    """A rule's ``solve`` from a per-layer score: ``p_l = eps * score(shape_l, erk_power)`` (chapter 2).
+
+    ``eps`` is solved from the budget, and layers that would exceed density 1
+    become dense with the rest shared again (RigL's loop).
+    """
+
+    def solve(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk_power: float) -> list[float]:
+        sizes = [math.prod(s) for s in shapes]
+        return _solve_with_dense_layers(sizes, [score(s, erk_power) for s in shapes], budget, dense)
+
+    solve.__doc__ = score.__doc__
+    return solve
+
+
+def rule_label(rule: str) -> str:
+    """The display name of a registered rule, or ``"dense"`` for the dense network (every chapter)."""
+    return "dense" if rule == "dense" else RULE_REGISTRY[check_rule(rule)].label
+
+
+def rule_color(rule: str) -> str:
+    """The colour of a registered rule in every figure; black for the dense network."""
+    return DENSE_COLOR if rule == "dense" else RULE_REGISTRY[check_rule(rule)].color
+
+
+#: The dense network's colour beside the rules' (Okabe–Ito black).
+DENSE_COLOR = "#000000"
 
 
 # ----------------------------------------------------------------------------- validation
@@ -66,25 +174,6 @@ def layer_shapes(model: nn.Module) -> list[tuple[int, ...]]:
 
 
 # ----------------------------------------------------------------------------- density rules
-
-
-def _raw_scores(shapes: Sequence[tuple[int, ...]], rule: str, erk_power: float) -> list[float]:
-    """Unnormalised per-layer densities: each rule sets ``p_l = eps * r_l`` (SCIENCE §1.1-1.4)."""
-    scores = []
-    for shape in shapes:
-        n = math.prod(shape)
-        if rule == "uniform":
-            scores.append(1.0)
-        elif rule == "er":
-            # Mocanu et al.: only the output and input channel counts, kernel size ignored.
-            c_out, c_in = shape[0], shape[1]
-            scores.append((c_in + c_out) / (c_in * c_out))
-        elif rule == "erk":
-            scores.append((sum(shape) / n) ** erk_power)
-        elif rule == "balanced":
-            # Same number of nonzeros in every layer: p_l = X / n_l.
-            scores.append(1.0 / n)
-    return scores
 
 
 def _solve_with_dense_layers(
@@ -132,8 +221,46 @@ def _solve_pyramidal(sizes: Sequence[int], budget: float, dense: set[int]) -> li
     return out
 
 
+# The five rules of chapter 2; colours are Okabe–Ito, so they stay apart for colour-blind readers.
+
+
+@register_rule("uniform", label="uniform", color="#0072B2")
+@proportional_rule
+def _uniform(shape: tuple[int, ...], erk_power: float) -> float:
+    """Uniform: every layer gets the global density, ``p_l = p``."""
+    return 1.0
+
+
+@register_rule("er", label="ER", color="#009E73")
+@proportional_rule
+def _er(shape: tuple[int, ...], erk_power: float) -> float:
+    """ER (Mocanu et al.): ``p_l ∝ (c_in + c_out) / (c_in c_out)``, the kernel size ignored."""
+    c_out, c_in = shape[0], shape[1]
+    return (c_in + c_out) / (c_in * c_out)
+
+
+@register_rule("erk", label="ERK", color="#E69F00")
+@proportional_rule
+def _erk(shape: tuple[int, ...], erk_power: float) -> float:
+    """ERK (Evci et al.): ``p_l ∝ (sum of dims / product of dims) ** erk_power``."""
+    return (sum(shape) / math.prod(shape)) ** erk_power
+
+
+@register_rule("balanced", label="balanced", color="#CC79A7")
+@proportional_rule
+def _balanced(shape: tuple[int, ...], erk_power: float) -> float:
+    """Balanced (Gadhikar et al.): the same number of nonzeros in every layer, ``p_l = X / n_l``."""
+    return 1.0 / math.prod(shape)
+
+
+@register_rule("pyramidal", label="pyramidal", color="#56B4E9")
+def _pyramidal(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk_power: float) -> list[float]:
+    """Pyramidal (Gadhikar et al.): ``p_l = r**l`` from the input, ``r`` the root of the budget."""
+    return _solve_pyramidal([math.prod(s) for s in shapes], budget, dense)
+
+
 def pyramidal_ratio(shapes: Sequence[tuple[int, ...]], density: float) -> float:
-    """The ratio ``r`` of the pyramidal rule, ``sum_l n_l r**l = p N`` (chapter 2, SCIENCE §1.5)."""
+    """The ratio ``r`` of the pyramidal rule, ``sum_l n_l r**l = p N`` (chapter 2, appendix *Formulas and notation*, layer-wise rules)."""
     sizes = [math.prod(s) for s in shapes]
     dens = _solve_pyramidal(sizes, check_density(density) * sum(sizes), set())
     return dens[0]
@@ -172,7 +299,7 @@ def layerwise_densities(
     density
         Requested global density in (0, 1].
     rule
-        One of :data:`RULES`.
+        A name in :data:`RULE_REGISTRY` (see :func:`register_rule`).
     dense_first, dense_last
         Keep the first / last layer dense.
     erk_power
@@ -215,9 +342,7 @@ def layerwise_densities(
         )
     if p == 1.0:
         return [1.0] * len(shapes)
-    if rule == "pyramidal":
-        return _solve_pyramidal(sizes, budget, dense)
-    return _solve_with_dense_layers(sizes, _raw_scores(shapes, rule, float(erk_power)), budget, dense)
+    return RULE_REGISTRY[rule].solve(shapes, budget, dense, float(erk_power))
 
 
 def layer_counts(shapes: Sequence[tuple[int, ...]], densities: Sequence[float]) -> list[int]:
@@ -279,7 +404,7 @@ def repair_dead_units(mask: torch.Tensor, *, seed: int | None = None, generator:
     """Give every unit with no incoming or no outgoing connection one edge, keeping the count.
 
     Chapter 2, *Isolated units*. For a conv layer the unit is a channel and a
-    channel edge exists when any kernel entry survives (SCIENCE §1.9). Each
+    channel edge exists when any kernel entry survives (appendix *Formulas and notation*, masks as graphs). Each
     added edge is paid for by removing a random edge between two units that
     keep at least one other edge, so the number of kept weights is unchanged
     (the released code of Gadhikar et al. only adds). Only when no such edge

@@ -2,7 +2,7 @@
 
 Chapter 1 (*Start sparse*) counts their parameters; chapter 3 (*Training
 random sparse networks*) trains random sparse versions of them and widens and
-deepens them to close the gap to the dense network (SCIENCE §5).
+deepens them to close the gap to the dense network (Liu et al. 2022).
 
 Conventions the rest of the package relies on:
 
@@ -24,11 +24,13 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .validators import check_positive_int
+
 MODEL_NAMES: tuple[str, ...] = ("mlp", "lenet5", "convnet", "resnet20", "resnet32", "resnet56", "vgg16")
 
 MLP_HIDDEN: tuple[int, ...] = (300, 100)  # LeNet-300-100
 MLP_DEPTH_UNITS = 100
-LENET5_SIZES: tuple[int, int, int, int] = (6, 16, 120, 84)  # conv, conv, fc, fc (SCIENCE §2.3)
+LENET5_SIZES: tuple[int, int, int, int] = (6, 16, 120, 84)  # conv, conv, fc, fc (Evci et al. 2022)
 CONVNET_DEPTHS: tuple[int, ...] = (2, 4, 6)
 CONVNET_CHANNELS: tuple[int, ...] = (64, 128, 256)
 CONVNET_HIDDEN: tuple[int, int] = (256, 256)
@@ -62,12 +64,6 @@ def scale_width(n: int, width: float) -> int:
     gives 3 and widening never rounds a layer away to a surprising size.
     """
     return max(1, int(math.floor(n * check_width(width) + 0.5)))
-
-
-def _check_positive_int(value: object, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _check_in_shape(in_shape: object) -> tuple[int, ...]:
@@ -135,13 +131,13 @@ class MLP(nn.Sequential):
         num_classes: int = 10,
         width: float = 1.0,
     ) -> None:
-        in_features = _check_positive_int(in_features, "in_features")
-        num_classes = _check_positive_int(num_classes, "num_classes")
+        in_features = check_positive_int(in_features, "in_features")
+        num_classes = check_positive_int(num_classes, "num_classes")
         width = check_width(width)
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
             raise ValueError(f"hidden must be a sequence of positive ints such as (300, 100), got {hidden!r}")
         for h in hidden:
-            _check_positive_int(h, f"every hidden size (in hidden={tuple(hidden)!r})")
+            check_positive_int(h, f"every hidden size (in hidden={tuple(hidden)!r})")
         self.hidden: tuple[int, ...] = tuple(scale_width(int(h), width) for h in hidden)
 
         layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
@@ -159,7 +155,7 @@ class MLP(nn.Sequential):
 class LeNet5(nn.Module):
     """LeNet-5: conv 6 → 16 (5×5, padding 2), max-pools, then fc 120 → 84 → classes.
 
-    Chapter 5, *Gradient flow* (the RigL paper's MNIST model, SCIENCE §2.3),
+    Chapter 5, *Gradient flow* (the RigL paper's MNIST model, Evci et al. 2022),
     and chapter 3 on small images.
 
     Parameters
@@ -189,11 +185,11 @@ class LeNet5(nn.Module):
     ) -> None:
         super().__init__()
         c, h, w = _check_image_shape(in_shape, "LeNet-5")
-        num_classes = _check_positive_int(num_classes, "num_classes")
+        num_classes = check_positive_int(num_classes, "num_classes")
         width = check_width(width)
         if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or len(sizes) != 4:
             raise ValueError(f"sizes must be 4 positive ints (conv1, conv2, fc1, fc2), got {sizes!r}")
-        c1, c2, f1, f2 = (scale_width(_check_positive_int(s, f"every size (in sizes={tuple(sizes)!r})"), width)
+        c1, c2, f1, f2 = (scale_width(check_positive_int(s, f"every size (in sizes={tuple(sizes)!r})"), width)
                           for s in sizes)
 
         feats: OrderedDict[str, nn.Module] = OrderedDict()
@@ -223,8 +219,8 @@ class LeNet5(nn.Module):
 class ConvNet(nn.Module):
     """The Conv-2/4/6 networks of Frankle & Carbin and Ramanujan et al.
 
-    Chapter 6, *Strong lottery tickets* (edge-popup's CIFAR models, SCIENCE
-    §3.1), and chapter 3 as a small convolutional net.
+    Chapter 6, *Strong lottery tickets* (edge-popup's CIFAR models,
+    Ramanujan et al. 2020), and chapter 3 as a small convolutional net.
 
     Parameters
     ----------
@@ -246,7 +242,7 @@ class ConvNet(nn.Module):
     def __init__(self, in_shape: tuple[int, ...], num_classes: int = 10, depth: int = 4, width: float = 1.0) -> None:
         super().__init__()
         c, h, w = _check_image_shape(in_shape, "ConvNet")
-        num_classes = _check_positive_int(num_classes, "num_classes")
+        num_classes = check_positive_int(num_classes, "num_classes")
         width = check_width(width)
         if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth not in CONVNET_DEPTHS:
             raise ValueError(f"ConvNet depth must be one of {', '.join(map(str, CONVNET_DEPTHS))}, got {depth!r}")
@@ -311,7 +307,7 @@ class ResNetCIFAR(nn.Module):
     """The CIFAR ResNet of depth 6n + 2 (He et al. 2016; Liu et al.'s ``cifar_resnet_D_W``).
 
     Chapter 3, *Training random sparse networks*: the deeper and wider
-    networks in which random sparse training matches dense (SCIENCE §5).
+    networks in which random sparse training matches dense (Liu et al. 2022).
 
     Parameters
     ----------
@@ -333,7 +329,7 @@ class ResNetCIFAR(nn.Module):
                  width: float = 1.0) -> None:
         super().__init__()
         c = _check_image_shape(in_shape, "ResNet")[0]
-        num_classes = _check_positive_int(num_classes, "num_classes")
+        num_classes = check_positive_int(num_classes, "num_classes")
         width = check_width(width)
         if (isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 8
                 or (depth - 2) % 6 != 0):
@@ -368,7 +364,7 @@ class VGG16(nn.Module):
     """VGG-16 with batch norm, in its common CIFAR form (one ``Linear`` classifier).
 
     Chapter 3, *Training random sparse networks* (Liu et al.'s second CIFAR
-    model, SCIENCE §5).
+    model, Liu et al. 2022).
 
     Parameters
     ----------
@@ -384,7 +380,7 @@ class VGG16(nn.Module):
     def __init__(self, in_shape: tuple[int, ...] = (3, 32, 32), num_classes: int = 10, width: float = 1.0) -> None:
         super().__init__()
         c, h, w = _check_image_shape(in_shape, "VGG-16")
-        num_classes = _check_positive_int(num_classes, "num_classes")
+        num_classes = check_positive_int(num_classes, "num_classes")
         width = check_width(width)
 
         feats: OrderedDict[str, nn.Module] = OrderedDict()
@@ -453,7 +449,7 @@ def build_model(
     if name not in MODEL_NAMES:
         raise ValueError(f"unknown model {name!r}; allowed: {', '.join(MODEL_NAMES)}")
     width = check_width(width)
-    num_classes = _check_positive_int(num_classes, "num_classes")
+    num_classes = check_positive_int(num_classes, "num_classes")
     shape = _check_in_shape(in_shape)
     # silently ignoring a knob would let a sweep over it produce identical runs
     if hidden is not None and name != "mlp":
@@ -461,7 +457,7 @@ def build_model(
 
     if name == "mlp":
         if depth is not None:
-            depth = _check_positive_int(depth, "mlp depth", minimum=0)
+            depth = check_positive_int(depth, "mlp depth", minimum=0)
         if hidden is None:
             hidden = MLP_HIDDEN if depth is None else (MLP_DEPTH_UNITS,) * depth
         elif depth is not None and len(hidden) != depth:

@@ -4,7 +4,7 @@ Chapter 4 (*How much wider? Overparameterization of random masks*) teaches
 all of it. Gadhikar et al. (2023) show that a random Erdős–Rényi (ER) network
 of density ``p`` can represent a target network when it is wider by a factor
 of about ``1 / log(1 / (1 - p))``. The combinatorial core, worked out here as
-the book's own derivation (SCIENCE §6.1), is the *replication construction*:
+the book's own derivation (appendix *Formulas and notation*, how much wider), is the *replication construction*:
 
 - every hidden unit ``j`` of the target gets ``k`` replicas in the source;
   replica ``r`` of unit ``j`` is source unit ``j * k + r`` (replicas of one
@@ -28,14 +28,9 @@ import torch
 from torch import nn
 
 from .masks import check_density
+from .validators import check_positive_int
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _check_positive_int(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _check_delta(delta: object) -> float:
@@ -60,7 +55,7 @@ def _densities(density: object) -> np.ndarray:
 def _widths(widths: Sequence[int]) -> tuple[int, ...]:
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) < 2:
         raise ValueError(f"widths must list the target's layer sizes (input, hidden..., output), got {widths!r}")
-    return tuple(_check_positive_int(n, f"every layer size (in widths={tuple(widths)!r})") for n in widths)
+    return tuple(check_positive_int(n, f"every layer size (in widths={tuple(widths)!r})") for n in widths)
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -96,7 +91,7 @@ def coverage_probability(density: float | np.ndarray, k: int | np.ndarray) -> fl
 
 def all_covered_probability(density: float | np.ndarray, k: int | np.ndarray, edges: int) -> float | np.ndarray:
     """Probability that every one of ``edges`` independent edges keeps a replica: ``(1 - (1-p)^k)^edges``."""
-    edges = _check_positive_int(edges, "edges")
+    edges = check_positive_int(edges, "edges")
     q = coverage_probability(density, k)
     with np.errstate(divide="ignore"):
         out = np.exp(edges * np.log(np.asarray(q, dtype=float)))
@@ -112,7 +107,7 @@ def required_width(density: float, delta: float, edges: int) -> int:
     """
     p = check_density(density)
     delta = _check_delta(delta)
-    edges = _check_positive_int(edges, "edges")
+    edges = check_positive_int(edges, "edges")
     if p == 1.0:
         return 1
     # 1 - (1 - delta)^(1/E), computed without cancellation for large E
@@ -129,7 +124,7 @@ def union_bound_width(density: float | np.ndarray, delta: float, edges: int) -> 
     width factor times ``log(E / delta)``.
     """
     delta = _check_delta(delta)
-    edges = _check_positive_int(edges, "edges")
+    edges = check_positive_int(edges, "edges")
     return math.log(edges / delta) * width_factor(density)
 
 
@@ -160,7 +155,7 @@ def construction_conditions(widths: Sequence[int], k: int, *, dense_first: bool 
     dense and needs nothing.
     """
     n = _widths(widths)
-    k = _check_positive_int(k, "k")
+    k = check_positive_int(k, "k")
     out = []
     for layer in range(1, len(n)):
         if layer == 1 and dense_first:
@@ -250,7 +245,7 @@ def block_link_counts(mask: torch.Tensor, k_in: int) -> torch.Tensor:
     input contiguous; the result has shape ``(source units, n_in)``. A zero
     entry is an uncovered pair: that source unit cannot see that input.
     """
-    k_in = _check_positive_int(k_in, "k_in")
+    k_in = check_positive_int(k_in, "k_in")
     if mask.dim() != 2 or mask.shape[1] % k_in:
         raise ValueError(f"mask must be 2-D with a column count divisible by k_in={k_in}, got shape {tuple(mask.shape)}")
     return mask.to(torch.int64).reshape(mask.shape[0], mask.shape[1] // k_in, k_in).sum(dim=2)
@@ -316,7 +311,7 @@ def replicate_into_masks(target: nn.Module, k: int, masks: Sequence[torch.Tensor
         The source network (``nn.Sequential`` of Linear/ReLU), the number of
         uncovered pairs and the number of pairs.
     """
-    k = _check_positive_int(k, "k")
+    k = check_positive_int(k, "k")
     layers = _linear_layers(target)
     if len(masks) != len(layers):
         raise ValueError(f"need one mask (or None) per target layer: {len(layers)} layers, got {len(masks)} masks")

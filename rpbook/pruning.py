@@ -5,7 +5,7 @@ the masks whose lottery tickets it studies, and iterative magnitude pruning
 (IMP) with reset to initialization or rewinding; chapter 7 (*Sparse-to-sparse*)
 adds more scores and runs every pruner inside a random source mask.
 
-The pieces (SCIENCE §4.1, §6.2):
+The pieces (appendix *Formulas and notation*, pruning scores):
 
 - a **score function** maps a model (and optionally a batch) to one score per
   weight, larger = more important; :data:`SCORE_FUNCTIONS` is the registry and
@@ -19,6 +19,11 @@ The pieces (SCIENCE §4.1, §6.2):
 - :func:`prune_at_init` prunes at initialization with magnitude, SNIP, GraSP,
   SynFlow (iterative or one-shot) or random scores, inside a source mask, and
   :func:`layer_collapse` tells whether any input still reaches the output.
+
+Size (over 600 lines, on purpose): the score registry, thresholding inside a source
+mask, the pruning schedules (gradual, IMP, iterative SynFlow) and the collapse check
+are one concept, *pruning*, and every schedule calls the same thresholding; split
+up, a reader would follow one idea across files.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from torch import nn
 
 from .masks import Masking, check_density, maskable_layers
 from .train import Callback, TrainConfig, TrainState, compute_loss, fit
+from .validators import check_fraction
 
 SCOPES: tuple[str, ...] = ("global", "layer")
 
@@ -153,7 +159,7 @@ def magnitude_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] 
 @register_score("snip")
 def snip_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
                 **options: Any) -> dict[str, torch.Tensor]:
-    """SNIP: ``|m ⊙ w ⊙ ∂L/∂w|`` on one batch (chapter 7, SCIENCE §4.1; Lee et al. 2019).
+    """SNIP: ``|m ⊙ w ⊙ ∂L/∂w|`` on one batch (chapter 7, appendix *Formulas and notation*, pruning scores; Lee et al. 2019).
 
     The connection sensitivity: how much the loss would change if the weight
     were removed, to first order. Options: ``masks`` as for :func:`magnitude_scores`;
@@ -176,7 +182,7 @@ def snip_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | Non
 @register_score("grasp")
 def grasp_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
                  **options: Any) -> dict[str, torch.Tensor]:
-    """GraSP, as "larger = keep": ``m ⊙ w ⊙ (H g)`` (chapter 7, SCIENCE §4.1; Wang et al. 2020).
+    """GraSP, as "larger = keep": ``m ⊙ w ⊙ (H g)`` (chapter 7, appendix *Formulas and notation*, pruning scores; Wang et al. 2020).
 
     GraSP removes the weights whose removal least reduces the gradient flow:
     the highest ``-w ⊙ Hg``, i.e. it keeps the highest ``w ⊙ Hg``. ``g`` is the
@@ -244,7 +250,7 @@ def _synflow(model: nn.Module, options: Mapping[str, Any], method: str) -> dict[
 @register_score("synflow")
 def synflow_scores(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor] | None = None,
                    **options: Any) -> dict[str, torch.Tensor]:
-    """SynFlow: ``|w| ⊙ ∂R/∂|w|`` with ``R = 1ᵀ(∏ |W_l|) 1`` (chapter 7, SCIENCE §6.2; Tanaka et al. 2020).
+    """SynFlow: ``|w| ⊙ ∂R/∂|w|`` with ``R = 1ᵀ(∏ |W_l|) 1`` (chapter 7, appendix *Formulas and notation*, pruning scores and dynamic sparse training; Tanaka et al. 2020).
 
     Data-free: every parameter (and BatchNorm statistic) is replaced by its
     absolute value in a float64 copy, one all-ones input of ``in_shape`` goes
@@ -326,7 +332,7 @@ def prune_to_density(
 
     Chapter 5 (magnitude pruning, IMP) and chapter 7 (sparse-to-sparse). The
     density is measured against the **full** layer or network, as in Gadhikar
-    et al. (SCIENCE §4.1): a weight outside ``source_masks`` is never kept, so
+    et al. (appendix *Formulas and notation*, pruning scores): a weight outside ``source_masks`` is never kept, so
     pruning stays inside a random source mask.
 
     Parameters
@@ -341,7 +347,7 @@ def prune_to_density(
         missing from it are unrestricted.
     scope
         ``"global"``: one threshold over all layers together (can empty a
-        layer, the "layer collapse" of SCIENCE §9.5); ``"layer"``: every layer
+        layer, the "layer collapse" of appendix *Formulas and notation*, pruning scores); ``"layer"``: every layer
         keeps ``round(p n_l)`` of its ``n_l`` weights (what TF-MOT and Evci's
         pruning runs do), at least one.
 
@@ -439,7 +445,7 @@ def dense_masking(model: nn.Module) -> Masking:
 
 def cubic_density(step: int, *, start_step: int, end_step: int, final_density: float,
                   initial_density: float = 1.0) -> float:
-    """Density at ``step`` on Zhu & Gupta's cubic schedule (chapter 5, SCIENCE §4.3).
+    """Density at ``step`` on Zhu & Gupta's cubic schedule (chapter 5, Zhu & Gupta 2017).
 
     ``p_t = p_f + (p_0 - p_f) (1 - (t - t_0) / (t_1 - t_0))**3`` between
     ``start_step`` ``t_0`` and ``end_step`` ``t_1``; ``p_0`` before, ``p_f``
@@ -461,12 +467,6 @@ def cubic_density(step: int, *, start_step: int, end_step: int, final_density: f
         return pf
     frac = (step - start_step) / (end_step - start_step)
     return pf + (p0 - pf) * (1.0 - frac) ** 3
-
-
-def _check_fraction(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"{name} must be a fraction of training in [0, 1], got {value!r}")
-    return float(value)
 
 
 class GradualMagnitudePruning(Callback):
@@ -503,8 +503,8 @@ class GradualMagnitudePruning(Callback):
     def __init__(self, final_density: float, *, start: float = 0.25, end: float = 0.6, every: int = 100,
                  scope: str = "layer", score: str = "magnitude"):
         self.final_density = check_density(final_density, "final_density")
-        self.start = _check_fraction("start", start)
-        self.end = _check_fraction("end", end)
+        self.start = check_fraction(start, "start (a fraction of training)")
+        self.end = check_fraction(end, "end (a fraction of training)")
         if self.end <= self.start:
             raise ValueError(f"end ({end}) must be later than start ({start})")
         if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
@@ -582,7 +582,7 @@ def imp_densities(final_density: float, *, rate: float = 0.2, start_density: flo
     """IMP's levels: remove ``rate`` of the remaining weights per level until ``final_density`` (chapter 5).
 
     ``start * (1 - rate)**l`` for ``l = 1, 2, ...``; the last level is exactly
-    ``final_density`` (Frankle & Carbin prune 20 % per level, SCIENCE §4.2).
+    ``final_density`` (Frankle & Carbin prune 20 % per level, Gadhikar et al. 2023).
     """
     pf = check_density(final_density, "final_density")
     p0 = check_density(start_density, "start_density")
@@ -654,7 +654,7 @@ def iterative_magnitude_pruning(
     checkpoint_dir: Any = None,
     resume: bool = False,
 ) -> list[IMPLevel]:
-    """Iterative magnitude pruning with reset to initialization or rewinding (chapter 5, SCIENCE §6.2).
+    """Iterative magnitude pruning with reset to initialization or rewinding (chapter 5, appendix *Formulas and notation*, pruning scores and dynamic sparse training).
 
     Train; prune to the next density by magnitude (inside the masks ``masking``
     starts with, when given: sparse-to-sparse IMP, chapter 7); put the
@@ -774,7 +774,7 @@ PAI_METHODS: tuple[str, ...] = ("magnitude", "snip", "grasp", "synflow", "synflo
 
 
 class LayerCollapseWarning(UserWarning):
-    """A pruned network in which no input reaches the output (chapter 7, SCIENCE §9.5)."""
+    """A pruned network in which no input reaches the output (chapter 7, appendix *Formulas and notation*, pruning scores)."""
 
 
 def layer_quota_densities(source_masks: Mapping[str, torch.Tensor], target_density: float) -> dict[str, float]:
@@ -834,7 +834,7 @@ def _unit_graph(masks: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tens
 
 
 def layer_collapse(masks: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-    """Does any input still reach the output through the kept weights? (chapter 7, SCIENCE §9.5)
+    """Does any input still reach the output through the kept weights? (chapter 7, appendix *Formulas and notation*, pruning scores)
 
     Follows the layers in order as a chain (an MLP, LeNet, VGG: a conv
     layer's output channels feed the next conv's input channels, or the
@@ -915,7 +915,7 @@ def prune_at_init(
     task: str = "classification",
     warn: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Prune at initialization inside a source mask with one of :data:`PAI_METHODS` (chapter 7, SCIENCE §4.1).
+    """Prune at initialization inside a source mask with one of :data:`PAI_METHODS` (chapter 7, appendix *Formulas and notation*, pruning scores).
 
     The model is not changed: the function returns the masks, which
     :meth:`~rpbook.masks.Masking.set_mask` then applies.

@@ -15,12 +15,12 @@ import json
 import math
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
+from .atomic_files import write_json_atomic  # noqa: F401 (re-exported: the one atomic-write helper)
 from . import __version__
 
 RESULTS_ENV = "RPBOOK_RESULTS"
@@ -108,23 +108,6 @@ def config_hash(experiment: str, config: Any) -> str:
     canonical = json.dumps({"experiment": experiment, "config": to_jsonable(config)}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
-
-def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
-    """Write JSON to a temporary file in the same directory, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _last_byte(path: Path) -> bytes:

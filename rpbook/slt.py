@@ -8,20 +8,23 @@ Chapter 6 (*Strong lottery tickets*) teaches all of it:
 - **The construction** of Pensia et al. (2020): a target ReLU network without
   biases is approximated by *pruning* a random network twice as deep and
   ``n = O(log(d l / eps))`` times wider, one subset-sum per target weight,
-  no weight training (:func:`subset_sum_ticket`, SCIENCE §3.2).
+  no weight training (:func:`subset_sum_ticket`, appendix *Formulas and notation*, strong lottery tickets).
 - **edge-popup** (Ramanujan et al. 2020): frozen random weights, a real score
   per edge, each layer keeps its top-``k`` scores, the scores learn through a
-  straight-through gradient (:func:`to_edge_popup`, SCIENCE §3.1). A fixed
+  straight-through gradient (:func:`to_edge_popup`, appendix *Formulas and notation*, strong lottery tickets; Ramanujan et al. 2020). A fixed
   Erdős–Rényi *source mask* restricts the search (Gadhikar et al. 2023,
-  SCIENCE §3.4); the top-``k`` is then taken among the allowed entries of the
+  ER source networks); the top-``k`` is then taken among the allowed entries of the
   *flattened* mask.
 
 Headless: numpy and torch only, no plotting.
+
+Size (over 600 lines, on purpose): the three ways chapter 6 finds a strong
+ticket (subset sum, the construction built from it, edge-popup) share the
+solver and the top-κ machinery; together they are the chapter's one concept.
 """
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -30,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .config import check_seed
+from .validators import check_positive_int, check_seed
 from .masks import Masking, check_density, maskable_layers
 from .train import TrainConfig
 
@@ -51,12 +54,6 @@ NUMBER_DISTRIBUTIONS: tuple[str, ...] = ("uniform", "product")
 
 
 # ============================================================================= SubsetSum
-
-
-def _check_positive_int(value: object, what: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _subset_bits(m: int) -> torch.Tensor:
@@ -193,11 +190,11 @@ def random_numbers(n: int, *, seed: int, distribution: str = "uniform", size: in
     independent, the path weight of one hidden unit in Pensia et al.'s gadget.
     ``size`` draws that many independent sets at once (shape ``(size, n)``).
     """
-    n = _check_positive_int(n, "n", minimum=0)
+    n = check_positive_int(n, "n", minimum=0)
     if distribution not in NUMBER_DISTRIBUTIONS:
         raise ValueError(f"unknown distribution {distribution!r}; allowed: {', '.join(NUMBER_DISTRIBUTIONS)}")
     rng = np.random.default_rng(check_seed(seed))
-    shape = (n,) if size is None else (_check_positive_int(size, "size"), n)
+    shape = (n,) if size is None else (check_positive_int(size, "size"), n)
     x = rng.uniform(-1.0, 1.0, size=shape)
     if distribution == "product":
         x = x * rng.uniform(-1.0, 1.0, size=shape)
@@ -214,7 +211,7 @@ def subset_sum_errors(n: int, targets: Sequence[float] | np.ndarray, *, sets: in
         Shape ``(sets, len(targets))``: ``errors[s, j]`` is the smallest
         ``|targets[j] - sum(S)|`` over the subsets ``S`` of instance ``s``.
     """
-    sets = _check_positive_int(sets, "sets")
+    sets = check_positive_int(sets, "sets")
     t = np.asarray(targets, dtype=np.float64).reshape(-1)
     pools = random_numbers(n, seed=seed, distribution=distribution, size=sets)
     out = np.empty((sets, t.size))
@@ -339,7 +336,7 @@ def scale_to_unit_weights(target: nn.Module, norm: str = "spectral") -> tuple[nn
     """A float64 copy of a bias-free ReLU MLP with each layer divided by its norm (chapter 6).
 
     ``spectral`` divides ``W`` by its largest singular value, so ``||W|| = 1``
-    as in Pensia et al.'s theorem (SCIENCE §3.2); every entry then lies in
+    as in Pensia et al.'s theorem (appendix *Formulas and notation*, strong lottery tickets); every entry then lies in
     ``[-1, 1]`` and ``||f(x)|| <= ||x||``. ``max`` divides by the largest
     ``|w|`` instead (entries exactly fill ``[-1, 1]``). A ReLU network without
     biases is positively homogeneous layer by layer, so the copy computes
@@ -468,7 +465,7 @@ class SubsetSumTicket:
 def subset_sum_ticket(target: nn.Module, n: int, *, seed: int) -> SubsetSumTicket:
     """Prune a random network twice as deep and ``n`` times wider into an approximation of ``target``.
 
-    Chapter 6, *From numbers to networks* (Pensia et al. 2020, SCIENCE §3.2).
+    Chapter 6, *From numbers to networks* (Pensia et al. 2020, appendix *Formulas and notation*, strong lottery tickets).
     Each target layer ``W`` (``d_out × d_in``) becomes two random layers:
     ``M1`` (``n d_in × d_in``) and ``M2`` (``d_out × n d_in``), entries ``U[-1, 1]``.
     Hidden unit ``k n + r`` keeps only its edge from input ``k`` (weight
@@ -491,7 +488,7 @@ def subset_sum_ticket(target: nn.Module, n: int, *, seed: int) -> SubsetSumTicke
     seed
         Draws the source's random weights.
     """
-    n = _check_positive_int(n, "n (hidden units per input)", minimum=2)
+    n = check_positive_int(n, "n (hidden units per input)", minimum=2)
     layers = _target_layers(target)
     gen = torch.Generator().manual_seed(check_seed(seed))
     modules: list[tuple[str, nn.Module]] = [("flatten", nn.Flatten())]
@@ -565,8 +562,8 @@ def sphere_inputs(dim: int, count: int, *, seed: int) -> torch.Tensor:
     attained on the sphere (both are positively homogeneous), so sphere
     points are the sharpest random test inputs.
     """
-    dim = _check_positive_int(dim, "dim")
-    count = _check_positive_int(count, "count")
+    dim = check_positive_int(dim, "dim")
+    count = check_positive_int(count, "count")
     gen = torch.Generator().manual_seed(check_seed(seed))
     x = torch.randn(count, dim, generator=gen, dtype=torch.float64)
     return x / x.norm(dim=1, keepdim=True)
@@ -575,7 +572,7 @@ def sphere_inputs(dim: int, count: int, *, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """``model(x)`` in float64, computed in batches of rows so that wide sources fit in memory (chapter 6)."""
-    batch_size = _check_positive_int(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     x = x.double()
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
@@ -601,7 +598,7 @@ def sup_error(f: nn.Module, g: nn.Module, x: torch.Tensor, batch_size: int = 204
 
 # ============================================================================= edge-popup
 
-#: Frozen weight distributions of edge-popup (SCIENCE §3.1).
+#: Frozen weight distributions of edge-popup (appendix *Formulas and notation*, strong lottery tickets; Ramanujan et al. 2020).
 WEIGHT_INITS: tuple[str, ...] = ("kaiming_normal", "signed_constant")
 
 
@@ -711,7 +708,7 @@ def to_edge_popup(
 ) -> nn.Module:
     """Turn every Conv2d/Linear layer of ``model`` into an edge-popup layer, in place (chapter 6).
 
-    SCIENCE §3.1 (Ramanujan et al. 2020) and §3.4 (Gadhikar et al. 2023).
+    appendix *Formulas and notation*, strong lottery tickets; Ramanujan et al. 2020 (Ramanujan et al. 2020) and §3.4 (Gadhikar et al. 2023).
 
     - Weights are redrawn and frozen (``requires_grad=False``):
       ``kaiming_normal`` ``N(0, 2 / fan)``, or ``signed_constant``

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic_files import torch_save_atomic
 from .config import check_seed, choose_device, progress_enabled
 from .masks import Masking, maskable_layers
 
@@ -220,14 +221,33 @@ def evaluate(
     return {"loss": total_loss / n, "accuracy": correct / n if task != "regression" else None, "n": n}
 
 
-def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
-    """Learning rate at a step: cosine to 0, step decay at ``milestones``, or constant (chapter 3)."""
+def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
+    """The schedule's multiple of ``config.lr`` at a step: cosine to 0, ``gamma`` at each milestone, or 1 (chapter 3)."""
     if config.schedule == "cosine":
-        return 0.5 * config.lr * (1 + math.cos(math.pi * step / max(1, total_steps)))
+        return 0.5 * (1 + math.cos(math.pi * step / max(1, total_steps)))
     if config.schedule == "step":
-        passed = sum(step >= m * total_steps for m in config.milestones)
-        return config.lr * config.gamma ** passed
-    return config.lr
+        return config.gamma ** sum(step >= m * total_steps for m in config.milestones)
+    return 1.0
+
+
+def lr_at(step: int, total_steps: int, config: TrainConfig) -> float:
+    """Learning rate at a step, ``config.lr * lr_factor(step)``: what :func:`make_scheduler` sets (chapter 3)."""
+    return config.lr * lr_factor(step, total_steps, config)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int,
+                   start_step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+    """The config's schedule as a ``torch.optim.lr_scheduler.LambdaLR`` stepped once per optimizer step (chapter 3).
+
+    The learning rate at step ``t`` is ``config.lr * lr_factor(t)``, exactly the
+    closed form (multiplying by the factor is bit-identical to the formula the
+    stored results were trained with; ``tests/test_train.py`` checks it). A
+    resumed run starts the schedule at ``start_step``.
+    """
+    for group in optimizer.param_groups:
+        group["initial_lr"] = config.lr  # the schedule's base, also after a resumed optimizer state
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, config),
+                                             last_epoch=start_step - 1)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -331,24 +351,8 @@ def _diff(a: Any, b: Any, prefix: str = "") -> str:
     return ""
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same directory, then rename it into place.
-
-    A crash mid-write leaves the previous checkpoint intact (chapter 3).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+# Checkpoints are written with the package's one atomic-write helper (rpbook.atomic_files).
+save_atomic = torch_save_atomic
 
 
 def _load_checkpoint(path: Path, fingerprint: dict) -> dict:
@@ -579,46 +583,13 @@ def fit(
         if n == 1:
             raise ValueError("a model with BatchNorm cannot train on a single example; give at least 2")
         steps_per_epoch -= 1  # BatchNorm cannot normalise a batch of one: that example sits out this epoch
-    optimizer = make_optimizer(model, config)
-    if masking is not None:
-        masking.apply_()
-        masking.watch(optimizer)
-    use_amp = bool(config.amp) and dev.type == "cuda"
-    # torch.amp.GradScaler is torch >= 2.3; Colab images with an older torch have only the CUDA one
-    scaler = (torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()) \
-        if use_amp else None
-    history = History()
-    state = TrainState(model=model, optimizer=optimizer, config=config, data=data, device=dev, masking=masking,
-                       history=history, steps_per_epoch=steps_per_epoch, total_steps=steps_per_epoch * config.epochs)
+    state, scaler = _start(model, data, config, masking, dev, steps_per_epoch)
     fingerprint = _fingerprint(model, data, config, masking, callbacks, run) if ckpt_path is not None else {}
     start_epoch = 0
     if resume:
-        ckpt = _load_checkpoint(ckpt_path, fingerprint)
-        try:
-            # Masks first, then the weights: set_mask zeroes weights where the mask changed,
-            # which must not touch the weights a DST run regrew before the interruption.
-            if masking is not None:
-                if sorted(ckpt["masks"]) != sorted(masking.masks):
-                    raise ValueError(f"its masks name layers {sorted(ckpt['masks'])}, the model masks {sorted(masking.masks)}")
-                for name, mask in ckpt["masks"].items():
-                    masking.set_mask(name, mask)
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if scaler is not None and ckpt.get("scaler"):
-                scaler.load_state_dict(ckpt["scaler"])
-            history = History.from_dict(ckpt["history"])
-            saved = list(ckpt["callbacks"])
-            for cb in callbacks:  # each callback takes the next saved state of its own class
-                match = next((e for e in saved if e["class"] == type(cb).__name__), None)
-                if match is not None:
-                    saved.remove(match)
-                    cb.load_state_dict(match["state"])
-            _set_rng_state(ckpt.get("rng") or {})
-        except (KeyError, TypeError, RuntimeError, ValueError, IndexError) as err:
-            raise ValueError(f"checkpoint {ckpt_path} is damaged and cannot be resumed: {err}") from None
-        state.history = history
-        start_epoch = ckpt["epoch"]
-        state.step = ckpt["step"]
+        start_epoch = _restore(state, scaler, callbacks, _load_checkpoint(ckpt_path, fingerprint), ckpt_path)
+    history = state.history
+    scheduler = make_scheduler(state.optimizer, config, state.total_steps, start_step=state.step)
 
     for cb in callbacks:
         cb.on_train_begin(state)
@@ -632,65 +603,29 @@ def fit(
         gen = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         order = torch.randperm(n, generator=gen).to(dev)
         sum_loss, sum_correct = 0.0, 0
-        for i in range(steps_per_epoch):
+        for i in range(state.steps_per_epoch):
             idx = order[i * config.batch_size:(i + 1) * config.batch_size]
             xb, yb = x_train[idx], y_train[idx]
             if config.augment == "cifar":
                 xb = _augment_cifar(xb, gen)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(state.step, state.total_steps, config)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-                out = model(xb)
-                loss = compute_loss(out.float(), yb, task, config.label_smoothing)
-            if not torch.isfinite(loss):  # the data were checked finite above: this is divergence
-                raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {epoch + 1}, step {state.step}; "
-                                         f"try a smaller learning rate than {config.lr}")
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(optimizer)
-            else:
-                loss.backward()
-            state.batch, state.loss = (xb, yb), loss
-            if config.grad_norm_every and state.step % config.grad_norm_every == 0:
-                total, per_layer = masked_gradient_norm(model)
-                if math.isfinite(total):  # mixed precision: the scaler skips steps whose gradients overflowed
-                    history.grad_norms.append({"step": state.step, "epoch": epoch, "total": total,
-                                               "layers": per_layer})
-            for cb in callbacks:
-                cb.on_after_backward(state)
-            if scaler is not None:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            state.step += 1
+            if scheduler.last_epoch != state.step:  # the rate of this step; the last one stays for the epoch row
+                scheduler.step()
+            loss, out = _train_step(state, xb, yb, task, scaler, callbacks)
             sum_loss += float(loss.detach()) * len(xb)
             if task != "regression":
                 sum_correct += int((out.detach().argmax(1) == yb).sum())
             for cb in callbacks:
                 cb.on_step_end(state)
-        n_seen = min(n, steps_per_epoch * config.batch_size)  # n, unless BatchNorm skipped a batch of one
-        row = {"epoch": epoch + 1, "step": state.step, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": sum_loss / n_seen, "train_acc": sum_correct / n_seen if task != "regression" else None}
-        if len(data.x_val):
-            val = evaluate(model, data.x_val, data.y_val, task=task)
-            row.update(val_loss=val["loss"], val_acc=val["accuracy"])
-        history.epochs.append(row)
+        n_seen = min(n, state.steps_per_epoch * config.batch_size)  # n, unless BatchNorm skipped a batch of one
+        history.epochs.append(_epoch_row(state, task, sum_loss / n_seen, sum_correct / n_seen))
         for cb in callbacks:
             cb.on_epoch_end(state)
         bar.update(1)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k in ("train_loss", "val_acc") and v is not None})
+        bar.set_postfix({k: f"{v:.3f}" for k, v in history.epochs[-1].items()
+                         if k in ("train_loss", "val_acc") and v is not None})
         history.wall_time = wall_before + time.perf_counter() - started
         if ckpt_path is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.epochs):
-            save_atomic({
-                "fingerprint": fingerprint, "epoch": epoch + 1, "step": state.step,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler is not None else None,
-                "masks": masking.masks if masking is not None else {},
-                "history": history.to_dict(), "callbacks": [{"class": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks],
-                "rng": _rng_state(),
-            }, ckpt_path)
+            _save_checkpoint(ckpt_path, fingerprint, state, scaler, callbacks)
     bar.close()
     history.wall_time = wall_before + time.perf_counter() - started
     history.test = evaluate(model, data.x_test, data.y_test, task=task)
@@ -701,3 +636,114 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(state)
     return history
+
+
+# ----------------------------------------------------------------------------- the steps of fit
+
+
+def _start(model: nn.Module, data: Any, config: TrainConfig, masking: Masking | None, dev: torch.device,
+           steps_per_epoch: int) -> tuple[TrainState, Any]:
+    """The optimizer (watched by the masking), the mixed-precision scaler if any, and the run's state."""
+    optimizer = make_optimizer(model, config)
+    if masking is not None:
+        masking.apply_()
+        masking.watch(optimizer)
+    use_amp = bool(config.amp) and dev.type == "cuda"
+    # torch.amp.GradScaler is torch >= 2.3; Colab images with an older torch have only the CUDA one
+    scaler = (torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler") else torch.cuda.amp.GradScaler()) \
+        if use_amp else None
+    state = TrainState(model=model, optimizer=optimizer, config=config, data=data, device=dev, masking=masking,
+                       history=History(), steps_per_epoch=steps_per_epoch,
+                       total_steps=steps_per_epoch * config.epochs)
+    return state, scaler
+
+
+def _restore(state: TrainState, scaler: Any, callbacks: Sequence[Callback], ckpt: dict, path: Path) -> int:
+    """Load a checkpoint into the run's state exactly; returns the epoch to continue from.
+
+    Masks first, then the weights: ``set_mask`` zeroes weights where the mask
+    changed, which must not touch the weights a DST run regrew before the
+    interruption. Each callback takes the next saved state of its own class;
+    the global random streams come back too.
+    """
+    try:
+        masking = state.masking
+        if masking is not None:
+            if sorted(ckpt["masks"]) != sorted(masking.masks):
+                raise ValueError(f"its masks name layers {sorted(ckpt['masks'])}, the model masks {sorted(masking.masks)}")
+            for name, mask in ckpt["masks"].items():
+                masking.set_mask(name, mask)
+        state.model.load_state_dict(ckpt["model"])
+        state.optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        history = History.from_dict(ckpt["history"])
+        saved = list(ckpt["callbacks"])
+        for cb in callbacks:
+            match = next((e for e in saved if e["class"] == type(cb).__name__), None)
+            if match is not None:
+                saved.remove(match)
+                cb.load_state_dict(match["state"])
+        _set_rng_state(ckpt.get("rng") or {})
+        state.history = history
+        state.step = ckpt["step"]
+        return ckpt["epoch"]
+    except (KeyError, TypeError, RuntimeError, ValueError, IndexError) as err:
+        raise ValueError(f"checkpoint {path} is damaged and cannot be resumed: {err}") from None
+
+
+def _train_step(state: TrainState, xb: torch.Tensor, yb: torch.Tensor, task: str, scaler: Any,
+                callbacks: Sequence[Callback]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on a mini-batch: forward, loss, backward, gradient log, callbacks, update."""
+    model, optimizer, config = state.model, state.optimizer, state.config
+    optimizer.zero_grad(set_to_none=True)
+    with torch.autocast(device_type=state.device.type, dtype=torch.float16, enabled=scaler is not None):
+        out = model(xb)
+        loss = compute_loss(out.float(), yb, task, config.label_smoothing)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {float(loss.detach())} at epoch {state.epoch + 1}, step {state.step}; "
+                                 f"try a smaller learning rate than {config.lr}")
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    state.batch, state.loss = (xb, yb), loss
+    if config.grad_norm_every and state.step % config.grad_norm_every == 0:
+        total, per_layer = masked_gradient_norm(model)
+        if math.isfinite(total):  # mixed precision: the scaler skips steps whose gradients overflowed
+            state.history.grad_norms.append({"step": state.step, "epoch": state.epoch, "total": total,
+                                             "layers": per_layer})
+    for cb in callbacks:
+        cb.on_after_backward(state)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    state.step += 1
+    return loss, out
+
+
+def _epoch_row(state: TrainState, task: str, train_loss: float, train_acc: float) -> dict:
+    """The history row of an epoch: its last learning rate, training loss and accuracy, validation metrics."""
+    row = {"epoch": state.epoch + 1, "step": state.step, "lr": state.optimizer.param_groups[0]["lr"],
+           "train_loss": train_loss, "train_acc": train_acc if task != "regression" else None}
+    if len(state.data.x_val):
+        val = evaluate(state.model, state.data.x_val, state.data.y_val, task=task)
+        row.update(val_loss=val["loss"], val_acc=val["accuracy"])
+    return row
+
+
+def _save_checkpoint(path: Path, fingerprint: dict, state: TrainState, scaler: Any,
+                     callbacks: Sequence[Callback]) -> None:
+    """Everything a resumed run needs, written atomically."""
+    save_atomic({
+        "fingerprint": fingerprint, "epoch": state.epoch + 1, "step": state.step,
+        "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "masks": state.masking.masks if state.masking is not None else {},
+        "history": state.history.to_dict(),
+        "callbacks": [{"class": type(cb).__name__, "state": cb.state_dict()} for cb in callbacks],
+        "rng": _rng_state(),
+    }, path)

@@ -1,4 +1,4 @@
-"""SET and RigL as training callbacks (chapter 5, SCIENCE §6.2)."""
+"""SET and RigL as training callbacks (chapter 5, appendix *Formulas and notation*, pruning scores and dynamic sparse training)."""
 import math
 from types import SimpleNamespace
 
@@ -166,24 +166,3 @@ def test_bad_options_are_rejected():
         fit(model, toy_data(), TrainConfig(epochs=1), callbacks=[SET()], progress=False)
 
 
-def test_evci_pipeline_experiment_at_quick(tmp_path):
-    from rpbook.experiments import run_experiment
-    from rpbook.experiments.evci_pipeline import METHODS, accuracy_table, curves_of, setup_names
-    from rpbook.results import ResultStore
-
-    record = run_experiment("evci_pipeline", "quick", store=ResultStore(tmp_path), progress=False)
-    result = record["result"]
-    (setup,) = setup_names(result)
-    unit = result["units"][0]
-    target = record["config"]["setups"][0]["density"]
-    assert abs(unit["density"] - target) < 0.01
-    assert set(unit["methods"]) == {"prune", *METHODS}
-    for method in ("set", "rigl"):
-        updates = unit["methods"][method]["mask_updates"]
-        assert updates and all(u["swapped"] > 0 for u in updates[:1])
-    # Lottery starts from the pruning run's own weights, so it starts closer to its solution than Scratch.
-    assert unit["methods"]["lottery"]["start_distance"] < unit["methods"]["scratch"]["start_distance"]
-    assert curves_of(result, setup, "rigl")["steps"][0] == 0
-    assert len(accuracy_table(result)) == 1 + len(METHODS)
-    for m in ("lottery", "scratch"):
-        assert len(unit["interpolation"][m]["train_loss"]) == len(unit["interpolation"]["alphas"])

@@ -260,8 +260,9 @@ def test_sweep_explorers_draw_stored_points_only(quick_results):
     import io
 
 
-    from rpbook.plots import use_book_style
-    from rpbook.widgets import draw_rule_density, draw_width_gap, fixed_layout_figure, training_sweep_explorer
+    from rpbook.chapters.style import use_book_style
+    from rpbook.chapters.ch3_training_random_sparse_networks import draw_rule_density, draw_width_gap, training_sweep_explorer
+    from rpbook.chapters.explorer import fixed_layout_figure
 
     use_book_style()  # the book's rc turns constrained layout on, which savefig would re-apply between frames
     _, recs = quick_results

@@ -1,4 +1,4 @@
-"""Gradient-flow measurements (chapter 5, SCIENCE §2.2)."""
+"""Gradient-flow measurements (chapter 5, Evci et al. 2022)."""
 import copy
 import math
 from types import SimpleNamespace
@@ -168,25 +168,6 @@ def test_bad_input_is_rejected():
         fixed_batch(toy_data(), 10, offset=10_000)
     with pytest.raises(ValueError, match="no Conv2d/Linear"):
         gradient_norm(nn.Sequential(nn.ReLU()), x, torch.zeros(4, dtype=torch.long))
-
-
-def test_init_signal_propagation_experiment_at_quick(tmp_path):
-    from rpbook.experiments import run_experiment
-    from rpbook.experiments.init_signal_propagation import curve, grad_norms
-    from rpbook.results import ResultStore
-
-    record = run_experiment("init_signal_propagation", "quick", store=ResultStore(tmp_path), progress=False)
-    result, config = record["result"], record["config"]
-    assert len(result["runs"]) == len(config["densities"]) * len(config["inits"]) * len(config["seeds"])
-    # (a ratio is None when the dense init's gradient underflows to exactly zero)
-    ratios = {e["density"]: e["unit-scaled"]["mean"] for e in result["grad_norm_ratio"] if e["unit-scaled"]}
-    assert ratios[1.0] == pytest.approx(1.0)  # no mask: the three inits coincide
-    assert all(ratios[p] > 1 for p in ratios if p < 1)
-    dense = grad_norms(result, "dense")
-    assert dense["mean"] == sorted(dense["mean"], reverse=True)  # sparser, smaller gradient
-    assert len(curve(result, "unit-scaled", 0.1)) == len(result["layers"])
-    with pytest.raises(ValueError, match="init"):
-        grad_norms(result, "orthogonal")
 
 
 def test_measuring_leaves_batchnorm_statistics_alone():

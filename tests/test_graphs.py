@@ -232,7 +232,7 @@ def test_science_modules_stay_headless():
     code = (
         "import sys\n"
         "import rpbook.masks, rpbook.init, rpbook.train, rpbook.graphs\n"
-        "bad = [m for m in ('matplotlib', 'rpbook.plots', 'rpbook.widgets', 'ipywidgets') if m in sys.modules]\n"
+        "bad = [m for m in ('matplotlib', 'rpbook.chapters', 'ipywidgets') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,4 +1,4 @@
-"""Sparsity-aware initialisation (SCIENCE §2.1)."""
+"""Sparsity-aware initialisation (appendix *Formulas and notation*, initialisations)."""
 import pytest
 import torch
 from torch import nn

@@ -15,7 +15,10 @@ import pytest
 
 matplotlib.use("Agg")
 
-from rpbook import widgets  # noqa: E402
+from rpbook.chapters import ch3_training_random_sparse_networks as ch3  # noqa: E402
+from rpbook.chapters import ch5_gradient_flow as ch5  # noqa: E402
+from rpbook.chapters import ch6_strong_lottery_tickets as ch6  # noqa: E402
+from rpbook.chapters import ch7_sparse_to_sparse as ch7  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parents[1] / "book" / "_results"
 
@@ -28,18 +31,18 @@ def stored(name: str) -> dict:
 
 def build(name: str):
     if name == "rule_density_sweep":
-        return widgets.training_sweep_explorer(stored(name)["result"], density=0.1, rule="erk")
+        return ch3.training_sweep_explorer(stored(name)["result"], density=0.1, rule="erk")
     if name == "width_sweep":
-        return widgets.training_sweep_explorer(stored(name)["result"], density=0.1)
+        return ch3.training_sweep_explorer(stored(name)["result"], density=0.1)
     if name == "init_signal_propagation":
-        return widgets.init_signal_explorer(stored(name)["result"], density=0.1)
+        return ch5.init_signal_explorer(stored(name)["result"], density=0.1)
     if name == "subset_sum":
-        return widgets.subset_sum_explorer(n=8, target=0.37)
+        return ch6.subset_sum_explorer(n=8, target=0.37)
     if name == "edge_popup":
-        return widgets.edge_popup_explorer(stored("edge_popup_width"), stored("edge_popup_er_source"))
+        return ch6.edge_popup_explorer(stored("edge_popup_width"), stored("edge_popup_er_source"))
     if name == "s2s":
-        return widgets.s2s_explorer(stored("s2s_imp")["result"], stored("s2s_pruning_at_init")["result"],
-                                    rule="balanced", source_density=0.3)
+        return ch7.s2s_explorer(stored("s2s_imp")["result"], stored("s2s_pruning_at_init")["result"],
+                                rule="balanced", source_density=0.3)
     raise AssertionError(name)
 
 

@@ -1,4 +1,4 @@
-"""Masks: density rules against SCIENCE §1.8, exact counts, determinism, the zero invariant."""
+"""Masks: density rules against the CIFAR ResNet-18 layout of Gadhikar et al.'s code, exact counts, determinism, the zero invariant."""
 import functools
 import math
 
@@ -28,7 +28,7 @@ from rpbook.models import MODEL_NAMES, build_model
 
 
 def resnet18_shapes():
-    """The 21 masked tensors of CIFAR ResNet-18 in named_modules order (SCIENCE §1.8)."""
+    """The 21 masked tensors of CIFAR ResNet-18 in named_modules order (the CIFAR ResNet-18 layout of Gadhikar et al.'s code)."""
     shapes = [(64, 3, 3, 3)] + [(64, 64, 3, 3)] * 4
     c_in = 64
     for c in (128, 256, 512):
@@ -50,7 +50,7 @@ def test_resnet18_layout_matches_science():
 @pytest.mark.parametrize(
     "rule, p, expected",
     [
-        # SCIENCE §1.8, p = 0.10
+        # the CIFAR ResNet-18 layout of Gadhikar et al.'s code, p = 0.10
         ("er", 0.1, {CONV1: 1.0, LAYER1: 0.522, L2_SHORT: 0.392, L3_CONV: 0.131, L4_CONV: 0.065, L4_SHORT: 0.098, LINEAR: 1.0}),
         ("erk", 0.1, {CONV1: 1.0, LAYER1: 0.480, L2_SHORT: 1.0, L3_CONV: 0.116, L4_CONV: 0.058, L4_SHORT: 0.775, LINEAR: 1.0}),
         ("uniform", 0.1, {CONV1: 0.1, L4_CONV: 0.1, LINEAR: 0.1}),

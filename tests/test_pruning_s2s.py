@@ -216,7 +216,7 @@ def test_conv_to_linear_chain_is_followed():
 
 def test_global_magnitude_collapses_where_quotas_and_iterative_synflow_do_not():
     # The middle layer's weights are 100 times smaller than the others', so one global magnitude
-    # threshold empties it first (the layer collapse of SCIENCE §9.5).
+    # threshold empties it first (the layer collapse of appendix *Formulas and notation*, pruning scores).
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 200), nn.ReLU(), nn.Linear(200, 200), nn.ReLU(), nn.Linear(200, 3))
     with torch.no_grad():
@@ -243,74 +243,6 @@ def test_bad_inputs_raise():
         compute_scores("random", model, seed=-1)
     with pytest.raises(ValueError, match="masks is empty"):
         layer_collapse({})
-
-
-def test_s2s_imp_quick_never_leaves_the_source():
-    from rpbook.experiments import RunContext
-    from rpbook.experiments.s2s_imp import imp_schedule, presets, run
-    from rpbook.results import ResultStore
-    import tempfile
-
-    assert imp_schedule(1.0, (0.1, 0.05), 0.5) == pytest.approx([0.5, 0.25, 0.125, 0.1, 0.05])
-    config = presets("quick")
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run(config, RunContext("s2s_imp", config, ResultStore(tmp), progress=False))
-    er = [r for r in result["runs"] if r["rule"] != "dense"]
-    assert er and all(r["realized_density"] <= config.source_densities[0] + 1e-9 for r in er)
-    for row in result["runs"]:
-        if row["level"] > 0:
-            assert row["realized_density"] == pytest.approx(row["density"], abs=1e-3)  # one weight of ~2,600
-    dense_flops = {r["density"]: r["cumulative_flops"] for r in result["runs"] if r["rule"] == "dense"}
-    er_flops = {r["density"]: r["cumulative_flops"] for r in er}
-    assert all(er_flops[t] < dense_flops[t] for t in config.targets)
-
-
-def test_imp_from_an_er_source_never_revives_a_weight():
-    from rpbook.data import load_dataset
-    from rpbook.models import build_model
-    from rpbook.pruning import iterative_magnitude_pruning
-    from rpbook.train import TrainConfig
-
-    data = load_dataset("digits", seed=0, n_train=300)
-    model = build_model("mlp", in_shape=tuple(data.in_shape), num_classes=data.num_classes, hidden=(32,))
-    source = sample_masks(model, 0.5, "balanced", seed=0)
-    masking = Masking(model, source)
-    levels = iterative_magnitude_pruning(model, data, TrainConfig(epochs=1, amp=False), [0.3, 0.1], masking=masking)
-    total = sum(m.numel() for m in source.values())
-    for level in levels[1:]:
-        assert all(not (level.masks[n] & ~source[n]).any() for n in source)
-        assert sum(int(m.sum()) for m in level.masks.values()) == round(level.density * total)
-
-
-def test_chapter7_figures_and_explorer_draw_quick_results():
-    import tempfile
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.figure import Figure
-
-    from rpbook import plots, widgets
-    from rpbook.experiments import RunContext
-    from rpbook.experiments import layer_collapse as lc, s2s_imp, s2s_pruning_at_init as pai
-    from rpbook.results import ResultStore
-
-    with tempfile.TemporaryDirectory() as tmp:
-        store = ResultStore(tmp)
-        imp = s2s_imp.run(s2s_imp.presets("quick"), RunContext("s2s_imp", s2s_imp.presets("quick"), store, progress=False))
-        pres = pai.run(pai.presets("quick"), RunContext("s2s_pruning_at_init", pai.presets("quick"), store, progress=False))
-        col = lc.run(lc.presets("quick"), RunContext("layer_collapse", lc.presets("quick"), store, progress=False))
-    assert any(r["collapsed"] for r in col["runs"] if r["method"] == "magnitude" and r["density"] == 0.005)
-    plots.plot_s2s_imp(imp)
-    plots.plot_imp_flops(imp)
-    plots.plot_pruning_at_init(pres)
-    plots.plot_layer_collapse(col)
-    plt.close("all")
-    figure = Figure(layout="none")
-    widgets.draw_s2s_explorer(figure, imp, pres, rule="balanced", source_density=0.3, method="synflow")
-    assert len(figure.axes) == 2
-    with pytest.raises(ValueError, match="not stored"):
-        widgets.s2s_explorer(imp, pres, rule="pyramidal")
 
 
 def test_snip_and_grasp_refuse_a_regression_batch_unless_told():

@@ -186,7 +186,7 @@ def test_edge_popup_keeps_k_edges_inside_the_source_and_never_moves_weights(weig
 
 def test_source_restriction_uses_the_flattened_mask():
     # Allowed entries only in the last rows: a selection over row indices (the bug of
-    # the released ER_SLT code, SCIENCE §3.4) would pick entries outside the source.
+    # the released ER_SLT code, Gadhikar et al. 2023) would pick entries outside the source.
     layer = nn.Linear(10, 8)
     model = nn.Sequential(layer)
     source = torch.zeros(8, 10, dtype=torch.bool)
@@ -251,17 +251,6 @@ def test_train_edge_popup_reports_its_checks():
                                                    train=TrainConfig(epochs=1, batch_size=50)), data=data)
     assert report["exact_counts"] and report["inside_source"] and report["weights_unchanged"]
     assert report["kept"] == sum(slt.kept_count(r["numel"], 0.1) for r in report["layers"])
-
-
-def test_subset_sum_experiment_draws_targets_apart_from_the_numbers():
-    import numpy as np
-
-    from rpbook.experiments.subset_sum_error import _unit_seed
-    from rpbook.slt import random_numbers
-
-    numbers = random_numbers(10, seed=_unit_seed(0, 10, "uniform"), distribution="uniform", size=1)[0]
-    targets = np.random.default_rng(_unit_seed(0, 10, "uniform", purpose=1)).uniform(-1.0, 1.0, size=10)
-    assert not np.intersect1d(numbers, targets).size
 
 
 def test_construction_refuses_a_target_it_would_rebuild_differently():

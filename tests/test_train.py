@@ -1,5 +1,6 @@
 """fit / evaluate: determinism, resume, checkpoints, gradient norms, callbacks, bad input."""
 import dataclasses
+import math
 import os
 from types import SimpleNamespace
 
@@ -10,7 +11,7 @@ from torch import nn
 from rpbook.init import initialize_
 from rpbook.masks import mask_model
 from rpbook.models import build_model
-from rpbook.train import Callback, TrainConfig, evaluate, fit, lr_at, masked_gradient_norm
+from rpbook.train import Callback, TrainConfig, evaluate, fit, lr_at, make_scheduler, masked_gradient_norm
 
 
 def toy_data(n=300, d=12, classes=4, seed=0, task="classification"):
@@ -178,6 +179,43 @@ def test_schedules():
     assert [lr_at(s, 100, cfg) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([1, 1, 0.1, 0.1, 0.01, 0.01])
     cos = TrainConfig(lr=1.0, schedule="cosine")
     assert lr_at(0, 100, cos) == 1.0 and lr_at(50, 100, cos) == pytest.approx(0.5) and lr_at(100, 100, cos) == pytest.approx(0)
+
+
+def _hand_lr(step, total, config):
+    """The per-step learning rate as fit computed it by hand before torch's scheduler (the stored results' rates)."""
+    if config.schedule == "cosine":
+        return 0.5 * config.lr * (1 + math.cos(math.pi * step / max(1, total)))
+    if config.schedule == "step":
+        return config.lr * config.gamma ** sum(step >= m * total for m in config.milestones)
+    return config.lr
+
+
+class LrLog(Callback):
+    def __init__(self):
+        self.rates = []
+
+    def on_after_backward(self, state):  # the rate the coming optimizer step uses
+        self.rates.append((state.step, state.optimizer.param_groups[0]["lr"]))
+
+
+@pytest.mark.parametrize("schedule, lr", [("cosine", 0.1), ("cosine", 0.05), ("cosine", 0.037), ("step", 0.1),
+                                          ("step", 0.3), ("constant", 0.05)])
+def test_scheduler_gives_the_hand_computed_rates_bit_for_bit(schedule, lr):
+    config = TrainConfig(epochs=3, batch_size=32, lr=lr, schedule=schedule, milestones=(0.3, 0.7), gamma=0.1)
+    total = 997
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=lr)
+    scheduler = make_scheduler(opt, config, total)
+    for step in range(total):
+        if scheduler.last_epoch != step:
+            scheduler.step()
+        assert opt.param_groups[0]["lr"] == _hand_lr(step, total, config), step  # exact, not approx
+        opt.step()
+    # inside fit every step trains at the hand-computed rate too
+    data, log = toy_data(), LrLog()
+    model = sparse_model()[0]
+    fit(model, data, config, callbacks=[log], progress=False, device="cpu")
+    steps = len(log.rates)
+    assert [r for _, r in log.rates] == [_hand_lr(s, steps, config) for s, _ in log.rates]
 
 
 @pytest.mark.parametrize(

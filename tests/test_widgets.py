@@ -1,4 +1,4 @@
-"""rpbook.widgets: move the sliders in code and check that statistics and figure follow."""
+"""rpbook.chapters.ch2_er_masks_as_graphs (the graph explorer): move the sliders in code and check that statistics and figure follow."""
 from __future__ import annotations
 
 import re
@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 
 from rpbook.graphs import network_graph  # noqa: E402
-from rpbook.widgets import ExplorerState, GraphExplorer, graph_explorer  # noqa: E402
+from rpbook.chapters.ch2_er_masks_as_graphs import ExplorerState, GraphExplorer, graph_explorer  # noqa: E402
 
 
 def _controls(panel):
@@ -110,7 +110,7 @@ def test_wide_mlp_update_counts_every_unit_but_draws_a_subsample():
 def test_twin_under_the_book_style_raises_no_warning():
     import warnings
 
-    from rpbook.plots import book_style
+    from rpbook.chapters.style import book_style
 
     with book_style(), warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. constrained layout switched back on by savefig

@@ -22,6 +22,7 @@ import torch
 from ..masks import check_density, sample_er_mask
 from ..overparam import block_link_counts
 from . import Experiment, RunContext
+from .specs import profile_presets
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,13 @@ class CoverageConfig:
                 raise ValueError(f"every width factor must be an integer >= 1, got {k!r}")
 
 
-def presets(profile: str) -> CoverageConfig:
-    """``quick``: a tiny grid; ``standard``/``full``: the grid the chapter shows (this is cheap)."""
-    if profile == "quick":
-        return CoverageConfig(n_in=4, n_out=4, densities=(0.5, 0.2, 0.05), width_factors=(1, 2, 4, 8, 16),
-                              masks_per_cell=10)
-    if profile == "standard":
-        return CoverageConfig()
-    return CoverageConfig(masks_per_cell=1000, seeds=(0, 1, 2))
+presets = profile_presets(
+    """``quick``: a tiny grid; ``standard``/``full``: the grid the chapter shows (this is cheap).""",
+    quick=lambda: CoverageConfig(n_in=4, n_out=4, densities=(0.5, 0.2, 0.05), width_factors=(1, 2, 4, 8, 16),
+                                 masks_per_cell=10),
+    standard=lambda: CoverageConfig(),
+    full=lambda: CoverageConfig(masks_per_cell=1000, seeds=(0, 1, 2)),
+)
 
 
 def _unit_seed(seed: int, density: float, k: int) -> int:

@@ -16,14 +16,15 @@ from ..masks import check_rule
 from ..models import CONVNET_DEPTHS, MODEL_NAMES
 from ..train import TrainConfig
 from . import Experiment, RunContext
-from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_sparse_densities, difference_stats, find, summarize,
-                            train_preset)
+from .specs import DataSpec, TrainingSpec, profile_presets
+from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_sparse_densities, difference_stats,
+                            find, summarize, train_preset)
 
 FAMILIES: tuple[str, ...] = ("mlp", "convnet", "resnet")
 
 
 @dataclass(frozen=True)
-class DepthSweepConfig:
+class DepthSweepConfig(TrainingSpec, DataSpec):
     """Dense and random sparse networks at each depth (chapter 3).
 
     ``family`` ``mlp``: ``depth`` hidden layers of ``units`` units each.
@@ -33,16 +34,12 @@ class DepthSweepConfig:
     """
 
     family: str = "mlp"
-    dataset: str = "mnist1d"
     units: int = 128
     width: float = 1.0
     depths: tuple[int, ...] = (1, 2, 3, 4, 6, 8)
     densities: tuple[float, ...] = (0.1,)
     rule: str = "erk"
     init: str = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=lambda: train_preset("standard"))
 
     def __post_init__(self) -> None:
@@ -78,18 +75,15 @@ def architecture(config: DepthSweepConfig, depth: int) -> dict:
     return {"model": name, "hidden": None, "depth": None, "width": config.width}
 
 
-def presets(profile: str) -> DepthSweepConfig:
+presets = profile_presets(
     """``quick``: 16-unit MLPs of depth 1 and 3, one seed, one epoch. ``standard``: MLPs with 1 … 8
     hidden layers of 128 units on MNIST-1D, density 0.1, three seeds. ``full``: ResNet-20/32/56 on
-    CIFAR-10 (Liu et al.)."""
-    if profile == "quick":
-        return DepthSweepConfig(units=16, depths=(1, 3), n_train=500, seeds=(0,), train=train_preset("quick"))
-    if profile == "standard":
-        return DepthSweepConfig(train=train_preset("standard"))
-    if profile == "full":
-        return DepthSweepConfig(family="resnet", dataset="cifar10", depths=(20, 32, 56), densities=(0.1, 0.05),
-                                train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    CIFAR-10 (Liu et al.).""",
+    quick=lambda: DepthSweepConfig(units=16, depths=(1, 3), n_train=500, seeds=(0,), train=train_preset("quick")),
+    standard=lambda: DepthSweepConfig(train=train_preset("standard")),
+    full=lambda: DepthSweepConfig(family="resnet", dataset="cifar10", depths=(20, 32, 56), densities=(0.1, 0.05),
+                                  train=train_preset("full")),
+)
 
 
 def run(config: DepthSweepConfig, ctx: RunContext) -> dict:

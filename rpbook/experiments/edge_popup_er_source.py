@@ -1,7 +1,7 @@
 """Strong tickets inside sparse random (ER) source networks: edge-popup restricted to a fixed mask.
 
 Chapter 6, *Tickets inside sparse random networks* (Gadhikar et al. 2023,
-SCIENCE §3.4). Each layer of the random network first gets a fixed random
+Gadhikar et al. 2023). Each layer of the random network first gets a fixed random
 source mask of density ``source_density`` (the same for every layer, as in
 their code); edge-popup then keeps the top ``k`` fraction of the *full*
 layer among the allowed edges only. A source density of 1 is plain edge-popup.
@@ -17,6 +17,7 @@ from ..slt import WEIGHT_INITS, EdgePopupRun, train_edge_popup
 from ..train import TrainConfig
 from ..results import Tolerance
 from . import Experiment, RunContext
+from .specs import profile_presets
 
 
 @dataclass(frozen=True)
@@ -44,18 +45,17 @@ class EdgePopupERSourceConfig:
             check_density(p)
 
 
-def presets(profile: str) -> EdgePopupERSourceConfig:
-    if profile == "quick":
-        return EdgePopupERSourceConfig(n_train=300, widths=(0.5, 2.0), source_densities=(1.0, 0.5),
-                                       target_densities=(0.1,), train=TrainConfig(epochs=2, lr=0.1, weight_decay=1e-4),
-                                       seeds=(0,))
-    if profile == "full":
-        # Gadhikar et al.'s sample runs: targets 0.2 ... 0.01 inside ER sources of density 0.5 and 0.2 (SCIENCE §3.4).
-        return EdgePopupERSourceConfig(
-            dataset="cifar10", model="resnet20", hidden=None, widths=(1.0, 2.0, 4.0),
-            source_densities=(1.0, 0.5, 0.2), target_densities=(0.2, 0.1, 0.05, 0.01),
-            train=TrainConfig(epochs=100, lr=0.1, weight_decay=5e-4, batch_size=128), seeds=(0, 1, 2))
-    return EdgePopupERSourceConfig()
+presets = profile_presets(
+    quick=lambda: EdgePopupERSourceConfig(n_train=300, widths=(0.5, 2.0), source_densities=(1.0, 0.5),
+                                          target_densities=(0.1,), train=TrainConfig(epochs=2, lr=0.1, weight_decay=1e-4),
+                                          seeds=(0,)),
+    standard=lambda: EdgePopupERSourceConfig(),
+    # Gadhikar et al.'s sample runs: targets 0.2 ... 0.01 inside ER sources of density 0.5 and 0.2 (Gadhikar et al. 2023).
+    full=lambda: EdgePopupERSourceConfig(
+        dataset="cifar10", model="resnet20", hidden=None, widths=(1.0, 2.0, 4.0),
+        source_densities=(1.0, 0.5, 0.2), target_densities=(0.2, 0.1, 0.05, 0.01),
+        train=TrainConfig(epochs=100, lr=0.1, weight_decay=5e-4, batch_size=128), seeds=(0, 1, 2)),
+)
 
 
 def run(config: EdgePopupERSourceConfig, ctx: RunContext) -> dict:

@@ -17,6 +17,7 @@ from ..slt import WEIGHT_INITS, EdgePopupRun, train_edge_popup
 from ..train import TrainConfig
 from ..results import Tolerance
 from . import Experiment, RunContext
+from .specs import profile_presets
 from .sparse_run import SparseRun, train_sparse
 
 
@@ -43,20 +44,19 @@ class EdgePopupWidthConfig:
                 raise ValueError(f"unknown weight_init {w!r}; allowed: {', '.join(WEIGHT_INITS)}")
 
 
-def presets(profile: str) -> EdgePopupWidthConfig:
-    if profile == "quick":
-        return EdgePopupWidthConfig(n_train=300, widths=(0.25, 1.0), densities=(0.1, 0.5),
-                                    train=TrainConfig(epochs=2, lr=0.1, weight_decay=1e-4),
-                                    dense_train=TrainConfig(epochs=2, lr=0.05), seeds=(0,))
-    if profile == "full":
-        # Ramanujan et al.'s CIFAR-10 Conv-4 setting (SCIENCE §3.1, HN configs/smallscale).
-        return EdgePopupWidthConfig(
-            dataset="cifar10", model="convnet", hidden=None, depth=4, widths=(0.25, 0.5, 1.0, 2.0),
-            densities=(0.05, 0.1, 0.3, 0.5, 0.7),
-            train=TrainConfig(epochs=100, lr=0.1, weight_decay=1e-4, batch_size=128, augment="cifar"),
-            dense_train=TrainConfig(epochs=100, lr=0.1, weight_decay=1e-4, batch_size=128, augment="cifar"),
-            seeds=(0, 1, 2))
-    return EdgePopupWidthConfig()
+presets = profile_presets(
+    quick=lambda: EdgePopupWidthConfig(n_train=300, widths=(0.25, 1.0), densities=(0.1, 0.5),
+                                       train=TrainConfig(epochs=2, lr=0.1, weight_decay=1e-4),
+                                       dense_train=TrainConfig(epochs=2, lr=0.05), seeds=(0,)),
+    standard=lambda: EdgePopupWidthConfig(),
+    # Ramanujan et al.'s CIFAR-10 Conv-4 setting (appendix *Formulas and notation*, strong lottery tickets; Ramanujan et al. 2020, HN configs/smallscale).
+    full=lambda: EdgePopupWidthConfig(
+        dataset="cifar10", model="convnet", hidden=None, depth=4, widths=(0.25, 0.5, 1.0, 2.0),
+        densities=(0.05, 0.1, 0.3, 0.5, 0.7),
+        train=TrainConfig(epochs=100, lr=0.1, weight_decay=1e-4, batch_size=128, augment="cifar"),
+        dense_train=TrainConfig(epochs=100, lr=0.1, weight_decay=1e-4, batch_size=128, augment="cifar"),
+        seeds=(0, 1, 2)),
+)
 
 
 def run(config: EdgePopupWidthConfig, ctx: RunContext) -> dict:

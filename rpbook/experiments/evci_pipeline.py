@@ -2,7 +2,7 @@
 
 Chapter 5 (*Gradient flow*), sections *Lottery tickets* and *Dynamic sparse
 training*. Reproduces the protocol of Evci et al. (2022), "Gradient Flow in
-Sparse Neural Networks and How Lottery Tickets Win" (SCIENCE §2.2–2.4), per
+Sparse Neural Networks and How Lottery Tickets Win" (Evci et al. 2022), per
 setup (model and data) and seed:
 
 1. **Prune**: train the dense network and prune it by magnitude on the cubic
@@ -35,9 +35,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import check_seed, check_seeds, seed_everything
+from ..config import seed_everything
+from ..validators import check_seed, check_seeds
 from ..data import DATASET_NAMES, load_dataset
-from ..dst import SET, RigL
+from ..dst import DST_METHODS
 from ..gradflow import GradientNormLogger, fixed_batch
 from ..init import check_init, initialize_
 from ..masks import Masking, check_density, count_nonzero_parameters, maskable_layers
@@ -46,10 +47,25 @@ from ..pruning import GradualMagnitudePruning, check_scope, dense_masking
 from ..train import Callback, TrainConfig, TrainState, compute_loss, evaluate, fit
 from ..results import Tolerance
 from . import Experiment, RunContext
+from .specs import profile_presets
 
+#: The methods a config runs by default (a registered DST method may be added to a config's ``methods``).
 METHODS: tuple[str, ...] = ("scratch", "scratch+", "lottery", "set", "rigl", "small-dense")
-METHOD_LABELS: dict[str, str] = {"prune": "Prune", "scratch": "Scratch", "scratch+": "Scratch+",
-                                 "lottery": "Lottery", "set": "SET", "rigl": "RigL", "small-dense": "Small dense"}
+#: Methods of the pipeline that are not DST methods; every DST method comes from :data:`rpbook.dst.DST_METHODS`.
+FIXED_METHOD_LABELS: dict[str, str] = {"prune": "Prune", "scratch": "Scratch", "scratch+": "Scratch+",
+                                       "lottery": "Lottery", "small-dense": "Small dense"}
+
+
+def method_labels() -> dict[str, str]:
+    """Display name of every method, the registered DST methods included (chapter 5 figures)."""
+    fixed = dict(FIXED_METHOD_LABELS)
+    small_dense = fixed.pop("small-dense")
+    return {**fixed, **{name: cls.label for name, cls in DST_METHODS.items()}, "small-dense": small_dense}
+
+
+def allowed_methods() -> tuple[str, ...]:
+    """Every method a config may run: the fixed ones and every registered DST method."""
+    return tuple(m for m in method_labels() if m != "prune")
 
 
 @dataclass(frozen=True)
@@ -113,8 +129,8 @@ class EvciConfig:
         if len(set(names)) != len(names):
             raise ValueError(f"setup names must be unique, got {names}")
         for m in self.methods:
-            if m not in METHODS:
-                raise ValueError(f"unknown method {m!r}; allowed: {', '.join(METHODS)}")
+            if m not in allowed_methods():
+                raise ValueError(f"unknown method {m!r}; allowed: {', '.join(allowed_methods())}")
         for m in self.interp_methods:
             if m not in self.methods or m == "small-dense":
                 raise ValueError(f"interp_methods must be sparse methods that are run, got {m!r}")
@@ -139,30 +155,26 @@ def _train(epochs: int, batch_size: int, lr: float) -> TrainConfig:
                        schedule="cosine", amp=False)
 
 
-def presets(profile: str) -> EvciConfig:
+presets = profile_presets(
     """``quick``: a 32-16 MLP on 600 MNIST-1D examples, 3 epochs, one seed. ``standard``: MLP 300-100 on
     MNIST-1D and LeNet-5 on digits, both to 95 % sparsity, five seeds. ``full``: Evci's LeNet-5 on
-    MNIST (25 epochs) and the MLP 300-100 to 98 % (a GPU machine with the data)."""
-    if profile == "quick":
-        setup = EvciSetup(name="MLP / MNIST-1D", hidden=(32, 16), density=0.1, n_train=600,
-                          train=_train(3, 64, 0.1))
-        return EvciConfig(setups=(setup,), prune_every=2, dst_every=5, log_every=5, log_batch=200,
-                          interp_points=5, seeds=(0,))
-    if profile == "standard":
-        return EvciConfig(setups=(
-            EvciSetup(name="MLP 300-100 / MNIST-1D", model="mlp", dataset="mnist1d", hidden=(300, 100),
-                      density=0.05, train=_train(40, 128, 0.1)),
-            EvciSetup(name="LeNet-5 / digits", model="lenet5", dataset="digits", hidden=None, density=0.05,
-                      train=_train(25, 32, 0.05)),
-        ))
-    if profile == "full":
-        return EvciConfig(setups=(
-            EvciSetup(name="LeNet-5 / MNIST", model="lenet5", dataset="mnist", hidden=None, density=0.05,
-                      train=TrainConfig(epochs=25, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4)),
-            EvciSetup(name="MLP 300-100 / MNIST", model="mlp", dataset="mnist", hidden=(300, 100), density=0.02,
-                      train=TrainConfig(epochs=25, batch_size=128, lr=0.2, momentum=0.9, weight_decay=1e-4)),
-        ), prune_every=100, dst_every=100, log_every=200, seeds=(0, 1, 2, 3, 4))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    MNIST (25 epochs) and the MLP 300-100 to 98 % (a GPU machine with the data).""",
+    quick=lambda: EvciConfig(setups=(EvciSetup(name="MLP / MNIST-1D", hidden=(32, 16), density=0.1, n_train=600,
+                                               train=_train(3, 64, 0.1)),),
+                             prune_every=2, dst_every=5, log_every=5, log_batch=200, interp_points=5, seeds=(0,)),
+    standard=lambda: EvciConfig(setups=(
+        EvciSetup(name="MLP 300-100 / MNIST-1D", model="mlp", dataset="mnist1d", hidden=(300, 100),
+                  density=0.05, train=_train(40, 128, 0.1)),
+        EvciSetup(name="LeNet-5 / digits", model="lenet5", dataset="digits", hidden=None, density=0.05,
+                  train=_train(25, 32, 0.05)),
+    )),
+    full=lambda: EvciConfig(setups=(
+        EvciSetup(name="LeNet-5 / MNIST", model="lenet5", dataset="mnist", hidden=None, density=0.05,
+                  train=TrainConfig(epochs=25, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4)),
+        EvciSetup(name="MLP 300-100 / MNIST", model="mlp", dataset="mnist", hidden=(300, 100), density=0.02,
+                  train=TrainConfig(epochs=25, batch_size=128, lr=0.2, momentum=0.9, weight_decay=1e-4)),
+    ), prune_every=100, dst_every=100, log_every=200, seeds=(0, 1, 2, 3, 4)),
+)
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -294,10 +306,10 @@ def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None
         tracker = _Tracker(config.log_every, log_batch, pruned_flat)
         callbacks: list[Callback] = [tracker]
         dst = None
-        if method in ("set", "rigl"):
-            options = dict(drop_fraction=config.dst_drop_fraction, update_every=config.dst_every,
-                           end=config.dst_end, measure_batch=log_batch)
-            dst = SET(seed=seed, **options) if method == "set" else RigL(grow_batch=rigl_batch, **options)
+        if method in DST_METHODS:
+            # Every DST method gets the same options; SET ignores grow_batch, RigL the seed.
+            dst = DST_METHODS[method](seed=seed, grow_batch=rigl_batch, drop_fraction=config.dst_drop_fraction,
+                                      update_every=config.dst_every, end=config.dst_end, measure_batch=log_batch)
             callbacks.insert(0, dst)
         hist = fit(net, data, train, masking=net_masking, callbacks=callbacks, device=device, progress=False)
         entry = {"test_accuracy": hist.test["accuracy"], "test_loss": hist.test["loss"],
@@ -380,7 +392,7 @@ def run(config: EvciConfig, ctx: RunContext) -> dict:
         summary.append({"setup": setup.name, "density": _stats([r["density"] for r in recs]),
                         "methods": methods, "grad_norm_ratio_init": ratio, "barrier": barriers})
     return {"units": [{**u, **r} for u, r in zip(units, records)], "summary": summary,
-            "labels": METHOD_LABELS}
+            "labels": method_labels()}
 
 
 # ----------------------------------------------------------------------------- reading the result
@@ -405,7 +417,7 @@ def accuracy_table(result: dict) -> list[dict]:
     for s in result["summary"]:
         for m, entry in s["methods"].items():
             acc = entry["test_accuracy"]
-            rows.append({"setup": s["setup"], "method": METHOD_LABELS.get(m, m),
+            rows.append({"setup": s["setup"], "method": method_labels().get(m, m),
                          "test accuracy (%)": 100 * acc["mean"], "± std": 100 * acc["std"], "seeds": acc["n"]})
     return rows
 
@@ -422,7 +434,7 @@ def distance_table(result: dict, methods: tuple[str, ...] = ("lottery", "scratch
     for s in result["summary"]:
         for m in methods:
             e = s["methods"][m]
-            rows.append({"setup": s["setup"], "run": METHOD_LABELS[m], "at start": e["start_distance"]["mean"],
+            rows.append({"setup": s["setup"], "run": method_labels()[m], "at start": e["start_distance"]["mean"],
                          "at the end": e["final_distance"]["mean"],
                          "end / ‖pruned‖": e["relative_distance"]["mean"]})
     return rows
@@ -433,20 +445,20 @@ def barrier_table(result: dict) -> list[dict]:
     rows = []
     for s in result["summary"]:
         for m, b in s["barrier"].items():
-            rows.append({"setup": s["setup"], "line": f"{METHOD_LABELS[m]} → Prune", "barrier": b["mean"],
+            rows.append({"setup": s["setup"], "line": f"{method_labels()[m]} → Prune", "barrier": b["mean"],
                          "± std": b["std"]})
     return rows
 
 
 def update_table(result: dict) -> list[dict]:
-    """Gradient norm right after over right before SET/RigL mask updates, all updates of all seeds."""
+    """Gradient norm right after over right before DST mask updates (every registered method), all seeds."""
     rows = []
     for s in result["summary"]:
-        for m in ("set", "rigl"):
+        for m in DST_METHODS:
             if m not in s["methods"]:
                 continue
             e = s["methods"][m]
-            rows.append({"setup": s["setup"], "method": METHOD_LABELS[m], "after / before": e["update_gain"]["mean"],
+            rows.append({"setup": s["setup"], "method": method_labels()[m], "after / before": e["update_gain"]["mean"],
                          "± std": e["update_gain"]["std"], "updates": e["update_gain"]["n"],
                          "mask changed": e["mask_changed_fraction"]["mean"]})
     return rows

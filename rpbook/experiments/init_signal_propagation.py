@@ -3,7 +3,7 @@
 Chapter 5 (*Gradient flow*), section *Sparsity-aware initialization*. For a
 deep random sparse MLP at several densities, each of the three inits of
 :mod:`rpbook.init` (dense, layer-scaled, unit-scaled) is measured on one fixed
-batch, before any training (Evci et al. 2022, SCIENCE §2.1–2.2):
+batch, before any training (Evci et al. 2022, Evci et al. 2022; appendix *Formulas and notation*, initialisations):
 
 - the variance of every layer's pre-activations and of the backward signal
   ``∂L/∂z`` through depth (:func:`rpbook.gradflow.signal_propagation`);
@@ -20,7 +20,7 @@ import numbers
 import statistics
 from dataclasses import dataclass
 
-from ..config import check_seed, check_seeds
+from ..validators import check_seed, check_seeds
 from ..data import DATASET_NAMES, load_dataset
 from ..gradflow import fixed_batch, signal_propagation
 from ..init import INIT_METHODS, check_init, initialize_
@@ -28,6 +28,7 @@ from ..masks import check_density, check_rule, mask_model, maskable_layers
 from ..models import build_model
 from ..results import Tolerance
 from . import Experiment, RunContext
+from .specs import profile_presets
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,14 @@ class InitSignalConfig:
         check_seeds(self.seeds)
 
 
-def presets(profile: str) -> InitSignalConfig:
+presets = profile_presets(
     """``quick``: 4 × 64 MLP, densities 1, 0.1, 0.05, one seed. ``standard``: 8 × 256 MLP on MNIST-1D, seven
-    densities, five seeds. ``full``: 8 × 1024 MLP on MNIST (a GPU machine with the data)."""
-    if profile == "quick":
-        return InitSignalConfig(depth=4, width=64, densities=(1.0, 0.1, 0.05), batch_size=200, seeds=(0,))
-    if profile == "standard":
-        return InitSignalConfig()
-    if profile == "full":
-        return InitSignalConfig(dataset="mnist", width=1024, densities=(1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005),
-                                seeds=tuple(range(10)))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    densities, five seeds. ``full``: 8 × 1024 MLP on MNIST (a GPU machine with the data).""",
+    quick=lambda: InitSignalConfig(depth=4, width=64, densities=(1.0, 0.1, 0.05), batch_size=200, seeds=(0,)),
+    standard=lambda: InitSignalConfig(),
+    full=lambda: InitSignalConfig(dataset="mnist", width=1024, densities=(1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005),
+                                  seeds=tuple(range(10))),
+)
 
 
 def _mean_std(values: list[float]) -> dict:

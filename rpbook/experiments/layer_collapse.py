@@ -2,7 +2,7 @@
 
 Chapter 7 (*Sparse-to-sparse*), section *When it fails*: a single global
 threshold over all layers can empty one layer before the others are thin,
-which cuts every input→output path (SCIENCE §9.5; the S2S tabular notebook
+which cuts every input→output path (appendix *Formulas and notation*, pruning scores; the S2S tabular notebook
 falls to the majority class this way). This experiment prunes the dense
 network and an ER source at initialization with global magnitude, one-shot
 and iterative SynFlow, SNIP, and per-layer quotas, across densities down to
@@ -20,18 +20,16 @@ from ..masks import check_density
 from ..train import TrainConfig
 from ..results import Tolerance
 from . import Experiment, RunContext
+from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import seed_stats, train_preset
 from .s2s_imp import check_s2s_config, imp_train_preset, source_label
 from .s2s_pruning_at_init import check_methods, prune_and_train
 
 
 @dataclass(frozen=True)
-class CollapseConfig:
+class CollapseConfig(TrainingSpec, DataSpec, NetworkSpec):
     """Masks for every source × method × density × seed; training at ``train_densities`` only (chapter 7)."""
 
-    model: str = "mlp"
-    dataset: str = "mnist1d"
-    hidden: tuple[int, ...] | None = (256, 256)
     include_dense: bool = True
     source_rules: tuple[str, ...] = ("balanced",)
     source_densities: tuple[float, ...] = (0.2,)
@@ -40,11 +38,7 @@ class CollapseConfig:
     train_densities: tuple[float, ...] = (0.005,)
     synflow_iterations: int = 100
     score_batch: int = 256
-    init: str = "unit-scaled"
     reinit: str | None = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
 
     def __post_init__(self) -> None:
@@ -55,19 +49,16 @@ class CollapseConfig:
             if p not in self.densities:
                 raise ValueError(f"train density {p!r} is not one of densities {self.densities!r}")
 
-def presets(profile: str) -> CollapseConfig:
+presets = profile_presets(
     """``quick``: a 32-unit MLP, two methods, two densities, one seed, one epoch.
     ``standard``: MLP 40-256-256-10 on MNIST-1D, dense and balanced-0.2 sources, five methods,
-    densities 0.1 … 0.001, training at 0.005, three seeds. ``full``: VGG-16 on CIFAR-10."""
-    if profile == "quick":
-        return CollapseConfig(hidden=(32, 32), methods=("magnitude", "magnitude-layer"), densities=(0.05, 0.005),
-                              train_densities=(0.005,), synflow_iterations=10, score_batch=64, n_train=500,
-                              seeds=(0,), train=train_preset("quick"))
-    if profile == "standard":
-        return CollapseConfig()
-    if profile == "full":
-        return CollapseConfig(model="vgg16", dataset="cifar10", hidden=None, train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    densities 0.1 … 0.001, training at 0.005, three seeds. ``full``: VGG-16 on CIFAR-10.""",
+    quick=lambda: CollapseConfig(hidden=(32, 32), methods=("magnitude", "magnitude-layer"), densities=(0.05, 0.005),
+                                 train_densities=(0.005,), synflow_iterations=10, score_batch=64, n_train=500,
+                                 seeds=(0,), train=train_preset("quick")),
+    standard=lambda: CollapseConfig(),
+    full=lambda: CollapseConfig(model="vgg16", dataset="cifar10", hidden=None, train=train_preset("full")),
+)
 
 
 def run(config: CollapseConfig, ctx: RunContext) -> dict:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from ..masks import RULES, sample_masks
 from ..train import TrainConfig
 from . import Experiment, RunContext
-from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_model, check_rules, check_sparse_densities,
+from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
+from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_rules, check_sparse_densities,
                             difference_stats, find, summarize, train_preset)
 
 DENSITIES: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
@@ -25,7 +26,7 @@ MLP_RULES: tuple[str, ...] = ("uniform", "erk", "balanced", "pyramidal")
 
 
 @dataclass(frozen=True)
-class RuleDensityConfig:
+class RuleDensityConfig(TrainingSpec, DataSpec, NetworkSpec):
     """One network per ``rules`` × ``densities`` × ``seeds``, and the dense one per seed (chapter 3).
 
     ``hidden`` sets the MLP's layers (``None`` for the other models); the
@@ -33,35 +34,25 @@ class RuleDensityConfig:
     initial weights and batch order.
     """
 
-    model: str = "mlp"
-    dataset: str = "mnist1d"
-    hidden: tuple[int, ...] | None = (256, 256)
     rules: tuple[str, ...] = MLP_RULES
     densities: tuple[float, ...] = DENSITIES
-    init: str = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=lambda: train_preset("standard"))
 
     def __post_init__(self) -> None:
-        check_model(self.model)
+        self.check_network()
         check_rules(self.rules)
         check_sparse_densities(self.densities)
         check_common(self)
 
 
-def presets(profile: str) -> RuleDensityConfig:
+presets = profile_presets(
     """``quick``: a 32-unit MLP, two densities, one seed, one epoch. ``standard``: MLP 40-256-256-10 on
-    MNIST-1D, four rules × six densities × three seeds. ``full``: VGG-16 on CIFAR-10 (Liu et al.)."""
-    if profile == "quick":
-        return RuleDensityConfig(hidden=(32, 32), densities=(0.1, 0.01), n_train=500, seeds=(0,),
-                                 train=train_preset("quick"))
-    if profile == "standard":
-        return RuleDensityConfig(train=train_preset("standard"))
-    if profile == "full":
-        return RuleDensityConfig(model="vgg16", dataset="cifar10", hidden=None, rules=RULES, train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    MNIST-1D, four rules × six densities × three seeds. ``full``: VGG-16 on CIFAR-10 (Liu et al.).""",
+    quick=lambda: RuleDensityConfig(hidden=(32, 32), densities=(0.1, 0.01), n_train=500, seeds=(0,),
+                                    train=train_preset("quick")),
+    standard=lambda: RuleDensityConfig(train=train_preset("standard")),
+    full=lambda: RuleDensityConfig(model="vgg16", dataset="cifar10", hidden=None, rules=tuple(RULES), train=train_preset("full")),
+)
 
 
 def run(config: RuleDensityConfig, ctx: RunContext) -> dict:
@@ -145,7 +136,7 @@ def ranking(result: dict) -> list[dict]:
 
 
 def unit_rows(result: dict, *, rule: str | None = None, density: float | None = None) -> list[dict]:
-    """The per-seed rows of one rule (or ``None`` for dense) and density (chapter 3 widgets)."""
+    """The per-seed rows of one rule (or ``None`` for dense) and density (chapter 3 explorer)."""
     return [r for r in result["runs"]
             if (rule is None or r["rule"] == rule) and (density is None or abs(r["density"] - density) < 1e-12)]
 

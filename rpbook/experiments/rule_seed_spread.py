@@ -18,44 +18,36 @@ from dataclasses import dataclass, field
 from ..masks import check_density
 from ..train import TrainConfig
 from . import Experiment, RunContext
-from ._sparse_sweep import SWEEP_TOLERANCES, UnitTrainer, check_common, check_model, check_rules, seed_stats, train_preset
+from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
+from ._sparse_sweep import SWEEP_TOLERANCES, UnitTrainer, check_common, check_rules, seed_stats, train_preset
 
 
 @dataclass(frozen=True)
-class SeedSpreadConfig:
+class SeedSpreadConfig(TrainingSpec, DataSpec, NetworkSpec):
     """Two (or more) rules at one density, each trained with every seed (chapter 3)."""
 
-    model: str = "mlp"
-    dataset: str = "mnist1d"
-    hidden: tuple[int, ...] | None = (256, 256)
     rules: tuple[str, ...] = ("erk", "balanced")
     density: float = 0.1
-    init: str = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
     seeds: tuple[int, ...] = tuple(range(10))
     train: TrainConfig = field(default_factory=lambda: train_preset("standard"))
 
     def __post_init__(self) -> None:
-        check_model(self.model)
+        self.check_network()
         if len(check_rules(self.rules)) < 2:
             raise ValueError(f"rules must name at least two rules to compare, got {self.rules!r}")
         check_density(self.density)
         check_common(self)
 
 
-def presets(profile: str) -> SeedSpreadConfig:
+presets = profile_presets(
     """``quick``: a 16-unit MLP, three seeds, one epoch. ``standard``: MLP 40-256-256-10 on MNIST-1D, ERK
     against balanced at density 0.1, ten seeds; its seeds 0-2 are exactly the runs of the
-    ``rule_density_sweep`` standard preset at that density. ``full``: ResNet-20 on CIFAR-10, five seeds."""
-    if profile == "quick":
-        return SeedSpreadConfig(hidden=(16, 16), n_train=500, seeds=(0, 1, 2), train=train_preset("quick"))
-    if profile == "standard":
-        return SeedSpreadConfig(train=train_preset("standard"))
-    if profile == "full":
-        return SeedSpreadConfig(model="resnet20", dataset="cifar10", hidden=None, seeds=tuple(range(5)),
-                                train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    ``rule_density_sweep`` standard preset at that density. ``full``: ResNet-20 on CIFAR-10, five seeds.""",
+    quick=lambda: SeedSpreadConfig(hidden=(16, 16), n_train=500, seeds=(0, 1, 2), train=train_preset("quick")),
+    standard=lambda: SeedSpreadConfig(train=train_preset("standard")),
+    full=lambda: SeedSpreadConfig(model="resnet20", dataset="cifar10", hidden=None, seeds=tuple(range(5)),
+                                  train=train_preset("full")),
+)
 
 
 def run(config: SeedSpreadConfig, ctx: RunContext) -> dict:

@@ -4,7 +4,7 @@ Chapter 7 (*Sparse-to-sparse*), sections *IMP from a random source* and *What
 is saved*: Gadhikar et al. (2023) run iterative magnitude pruning inside a
 random Erdős–Rényi source mask (balanced, ERK or pyramidal layer-wise ratios,
 density 0.5, 0.3 or 0.2) instead of the dense network, and find the same
-accuracy at the target density for far less training compute (SCIENCE §4.2).
+accuracy at the target density for far less training compute (Gadhikar et al. 2023).
 This experiment runs IMP once per source × seed through every target density
 and records, per level, the test accuracy, the mask's layer densities, whether
 it collapsed, and the training FLOPs spent so far.
@@ -21,15 +21,16 @@ from typing import Any
 
 import torch
 
-from ..config import check_seed, check_seeds, seed_everything
-from ..data import DATASET_NAMES, load_dataset
+from ..config import seed_everything
+from ..data import load_dataset
 from ..init import check_init, initialize_
 from ..masks import check_density, check_rule, mask_model, maskable_layers, sparsity_report
-from ..models import MODEL_NAMES, build_model
+from ..models import build_model
 from ..pruning import check_scope, dense_masking, imp_densities, iterative_magnitude_pruning, layer_collapse
 from ..train import TrainConfig
 from ..results import Tolerance
 from . import Experiment, RunContext
+from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import seed_stats, train_preset
 
 TARGETS: tuple[float, ...] = (0.1, 0.05, 0.02, 0.01)
@@ -44,7 +45,7 @@ def imp_train_preset(profile: str) -> TrainConfig:
 
     IMP trains the network once per level, so ``standard`` trains 10 epochs
     per level (chapter 3 trains 20) to keep the whole chapter within its
-    CPU budget; ``full`` is the S2S CIFAR setting's optimiser (SCIENCE §4.2)
+    CPU budget; ``full`` is the S2S CIFAR setting's optimiser (Gadhikar et al. 2023)
     with Liu et al.'s 160-epoch step schedule.
     """
     if profile == "standard":
@@ -81,10 +82,8 @@ def check_s2s_config(config: Any, targets: tuple[float, ...], *, strict: bool) -
     ``targets`` must lie below every source density (``strict``: IMP prunes at
     least once) or at most at it (pruning at init may keep the whole source).
     """
-    if config.model not in MODEL_NAMES:
-        raise ValueError(f"unknown model {config.model!r}; allowed: {', '.join(MODEL_NAMES)}")
-    if config.dataset not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {config.dataset!r}; allowed: {', '.join(DATASET_NAMES)}")
+    config.check_network()
+    config.check_data()
     check_sources(config.source_rules, config.source_densities)
     check_targets(targets)
     if any(targets[0] >= p if strict else targets[0] > p for p in config.source_densities):
@@ -95,17 +94,13 @@ def check_s2s_config(config: Any, targets: tuple[float, ...], *, strict: bool) -
         v = getattr(config, name, 1)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    check_init(config.init)
     if getattr(config, "reinit", None) is not None:
         check_init(config.reinit)
-    check_seed(config.split_seed)
-    check_seeds(config.seeds)
-    if not isinstance(config.train, TrainConfig):
-        raise ValueError(f"train must be a TrainConfig, got {type(config.train).__name__}")
+    config.check_training()
 
 
 @dataclass(frozen=True)
-class S2SIMPConfig:
+class S2SIMPConfig(TrainingSpec, DataSpec, NetworkSpec):
     """IMP from the dense network and from every ``source_rules`` × ``source_densities`` ER source (chapter 7).
 
     Each IMP run removes ``rate`` of the remaining weights per level until the
@@ -115,19 +110,12 @@ class S2SIMPConfig:
     initial weights and batch order.
     """
 
-    model: str = "mlp"
-    dataset: str = "mnist1d"
-    hidden: tuple[int, ...] | None = (256, 256)
     include_dense: bool = True
     source_rules: tuple[str, ...] = SOURCE_RULES
     source_densities: tuple[float, ...] = SOURCE_DENSITIES
     targets: tuple[float, ...] = TARGETS
     rate: float = 0.5
     scope: str = "global"
-    init: str = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
 
     def __post_init__(self) -> None:
@@ -136,19 +124,16 @@ class S2SIMPConfig:
             raise ValueError(f"rate must be in (0, 1), got {self.rate!r}")
         check_scope(self.scope)
 
-def presets(profile: str) -> S2SIMPConfig:
+presets = profile_presets(
     """``quick``: a 32-unit MLP, one ER source, two targets, one seed, one epoch per level.
     ``standard``: MLP 40-256-256-10 on MNIST-1D, the dense source and 3 rules × 3 source densities,
     targets 0.1 … 0.01, half the weights pruned per level, 10 epochs per level, three seeds.
-    ``full``: VGG-16 on CIFAR-10 with 20 % per level (the S2S schedule)."""
-    if profile == "quick":
-        return S2SIMPConfig(hidden=(32, 32), source_rules=("balanced",), source_densities=(0.3,),
-                            targets=(0.1, 0.05), n_train=500, seeds=(0,), train=train_preset("quick"))
-    if profile == "standard":
-        return S2SIMPConfig()
-    if profile == "full":
-        return S2SIMPConfig(model="vgg16", dataset="cifar10", hidden=None, rate=0.2, train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    ``full``: VGG-16 on CIFAR-10 with 20 % per level (the S2S schedule).""",
+    quick=lambda: S2SIMPConfig(hidden=(32, 32), source_rules=("balanced",), source_densities=(0.3,),
+                               targets=(0.1, 0.05), n_train=500, seeds=(0,), train=train_preset("quick")),
+    standard=lambda: S2SIMPConfig(),
+    full=lambda: S2SIMPConfig(model="vgg16", dataset="cifar10", hidden=None, rate=0.2, train=train_preset("full")),
+)
 
 
 def imp_schedule(source_density: float, targets: tuple[float, ...], rate: float) -> list[float]:

@@ -2,7 +2,7 @@
 
 Chapter 7 (*Sparse-to-sparse*), section *Pruning at initialization*:
 Gadhikar et al. (2023) run SNIP and SynFlow inside a random ER source mask
-instead of the dense network (SCIENCE §4.1). This experiment prunes every
+instead of the dense network (appendix *Formulas and notation*, pruning scores). This experiment prunes every
 source with every method to every target density at initialization, then
 trains the pruned network once, against a random per-layer baseline.
 
@@ -20,6 +20,7 @@ from ..pruning import layer_collapse, prune_at_init
 from ..train import TrainConfig, fit
 from ..results import Tolerance
 from . import Experiment, RunContext
+from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import seed_stats, train_preset
 from .s2s_imp import build_source, check_s2s_config, imp_train_preset, source_label
 
@@ -47,7 +48,7 @@ def check_methods(methods: object) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class PaIConfig:
+class PaIConfig(TrainingSpec, DataSpec, NetworkSpec):
     """Every source × method × target × seed: prune at init, then train once (chapter 7).
 
     ``score_batch`` training examples feed SNIP and GraSP (SynFlow and random
@@ -55,9 +56,6 @@ class PaIConfig:
     (``None`` keeps the values the scores saw).
     """
 
-    model: str = "mlp"
-    dataset: str = "mnist1d"
-    hidden: tuple[int, ...] | None = (256, 256)
     include_dense: bool = True
     source_rules: tuple[str, ...] = ("balanced",)
     source_densities: tuple[float, ...] = (0.5, 0.2)
@@ -65,30 +63,23 @@ class PaIConfig:
     targets: tuple[float, ...] = (0.1, 0.03, 0.01)
     synflow_iterations: int = 100
     score_batch: int = 256
-    init: str = "unit-scaled"
     reinit: str | None = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=lambda: imp_train_preset("standard"))
 
     def __post_init__(self) -> None:
         check_s2s_config(self, self.targets, strict=False)
         check_methods(self.methods)
 
-def presets(profile: str) -> PaIConfig:
+presets = profile_presets(
     """``quick``: a 32-unit MLP, one source, two methods, one target, one seed, one epoch.
     ``standard``: MLP 40-256-256-10 on MNIST-1D; dense and balanced 0.5 / 0.2 sources; SNIP, GraSP,
     iterative SynFlow and random per-layer; targets 0.1, 0.03, 0.01; 10 epochs; three seeds.
-    ``full``: VGG-16 on CIFAR-10."""
-    if profile == "quick":
-        return PaIConfig(hidden=(32, 32), source_densities=(0.3,), methods=("snip", "synflow"), targets=(0.05,),
-                         synflow_iterations=10, score_batch=64, n_train=500, seeds=(0,), train=train_preset("quick"))
-    if profile == "standard":
-        return PaIConfig()
-    if profile == "full":
-        return PaIConfig(model="vgg16", dataset="cifar10", hidden=None, train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    ``full``: VGG-16 on CIFAR-10.""",
+    quick=lambda: PaIConfig(hidden=(32, 32), source_densities=(0.3,), methods=("snip", "synflow"), targets=(0.05,),
+                            synflow_iterations=10, score_batch=64, n_train=500, seeds=(0,), train=train_preset("quick")),
+    standard=lambda: PaIConfig(),
+    full=lambda: PaIConfig(model="vgg16", dataset="cifar10", hidden=None, train=train_preset("full")),
+)
 
 
 def prune_and_train(config: Any, data: Any, *, rule: str, source_density: float, method: str, target: float,

@@ -23,6 +23,7 @@ from ..slt import bias_free_mlp, predict, scale_to_unit_weights, sphere_inputs, 
 from ..train import TrainConfig, fit
 from ..results import Tolerance
 from . import Experiment, RunContext
+from .specs import profile_presets
 
 
 @dataclass(frozen=True)
@@ -39,16 +40,15 @@ class SLTConstructionConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
 
 
-def presets(profile: str) -> SLTConstructionConfig:
-    if profile == "quick":
-        return SLTConstructionConfig(hidden=(8,), n_train=300, train=TrainConfig(epochs=3, lr=0.05, batch_size=64),
-                                     ns=(4, 8), n_sphere=200, seeds=(0,))
-    if profile == "full":
-        # Pensia et al.'s target: a 784-500-10 MLP on MNIST (SCIENCE §3.2, OLT Exp. 1).
-        return SLTConstructionConfig(dataset="mnist", hidden=(500,),
-                                     train=TrainConfig(epochs=20, lr=0.05, batch_size=128),
-                                     ns=(8, 16, 24, 32, 40), n_sphere=10000, seeds=(0, 1, 2))
-    return SLTConstructionConfig()
+presets = profile_presets(
+    quick=lambda: SLTConstructionConfig(hidden=(8,), n_train=300, train=TrainConfig(epochs=3, lr=0.05, batch_size=64),
+                                        ns=(4, 8), n_sphere=200, seeds=(0,)),
+    standard=lambda: SLTConstructionConfig(),
+    # Pensia et al.'s target: a 784-500-10 MLP on MNIST (appendix *Formulas and notation*, strong lottery tickets, OLT Exp. 1).
+    full=lambda: SLTConstructionConfig(dataset="mnist", hidden=(500,),
+                                       train=TrainConfig(epochs=20, lr=0.05, batch_size=128),
+                                       ns=(8, 16, 24, 32, 40), n_sphere=10000, seeds=(0, 1, 2)),
+)
 
 
 def train_target(config: SLTConstructionConfig, seed: int, device=None) -> tuple[torch.nn.Module, object, dict]:

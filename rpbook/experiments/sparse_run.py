@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from ..config import check_seed, choose_device, seed_everything
+from ..config import choose_device, seed_everything
+from ..validators import check_seed
 from ..data import DATASET_NAMES, load_dataset
 from ..init import check_init, initialize_
 from ..masks import check_density, check_rule, mask_model, sparsity_report

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..slt import NUMBER_DISTRIBUTIONS, poisson_error_estimate, random_numbers, solve_subset_sum, worst_case_error
 from . import Experiment, RunContext
+from .specs import profile_presets
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,12 @@ class SubsetSumErrorConfig:
             raise ValueError(f"every n must be >= 1, got ns={self.ns!r}")
 
 
-def presets(profile: str) -> SubsetSumErrorConfig:
-    if profile == "quick":
-        return SubsetSumErrorConfig(ns=(2, 4, 6, 8, 10), sets=3, n_targets=50, worst_case_max_n=10)
-    if profile == "full":
-        return SubsetSumErrorConfig(ns=tuple(range(2, 31, 2)), sets=100, n_targets=1000, worst_case_max_n=24,
-                                    seeds=(0, 1, 2))
-    return SubsetSumErrorConfig()
+presets = profile_presets(
+    quick=lambda: SubsetSumErrorConfig(ns=(2, 4, 6, 8, 10), sets=3, n_targets=50, worst_case_max_n=10),
+    standard=lambda: SubsetSumErrorConfig(),
+    full=lambda: SubsetSumErrorConfig(ns=tuple(range(2, 31, 2)), sets=100, n_targets=1000, worst_case_max_n=24,
+                                      seeds=(0, 1, 2)),
+)
 
 
 def _unit_seed(seed: int, n: int, distribution: str, purpose: int = 0) -> int:

@@ -33,6 +33,7 @@ from ..overparam import block_link_counts, smallest_width
 from ..train import TrainConfig, evaluate, fit
 from ..results import Tolerance
 from . import Experiment, RunContext
+from .specs import profile_presets
 
 
 def _default_train() -> TrainConfig:
@@ -79,20 +80,19 @@ class TeacherStudentWidthConfig:
         self.train.validate()
 
 
-def presets(profile: str) -> TeacherStudentWidthConfig:
-    """``quick``: a 3×3 grid trained for a few steps; ``standard``: the chapter's grid; ``full``: more of everything."""
-    if profile == "quick":
-        return TeacherStudentWidthConfig(
-            in_dim=8, teacher_hidden=(4, 4), n_train=256, n_test=256, densities=(1.0, 0.5, 0.1),
-            width_factors=(1, 2, 4), seeds=(0,),
-            train=dataclasses.replace(_default_train(), epochs=8, batch_size=32))
-    if profile == "standard":
-        return TeacherStudentWidthConfig()
-    return TeacherStudentWidthConfig(
+presets = profile_presets(
+    """``quick``: a 3×3 grid trained for a few steps; ``standard``: the chapter's grid; ``full``: more of everything.""",
+    quick=lambda: TeacherStudentWidthConfig(
+        in_dim=8, teacher_hidden=(4, 4), n_train=256, n_test=256, densities=(1.0, 0.5, 0.1),
+        width_factors=(1, 2, 4), seeds=(0,),
+        train=dataclasses.replace(_default_train(), epochs=8, batch_size=32)),
+    standard=lambda: TeacherStudentWidthConfig(),
+    full=lambda: TeacherStudentWidthConfig(
         teacher_hidden=(16, 16), n_train=50_000, n_test=10_000,
         densities=(1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.02, 0.01),
         width_factors=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64), seeds=tuple(range(10)),
-        train=dataclasses.replace(_default_train(), epochs=40, batch_size=512, lr=3e-3))
+        train=dataclasses.replace(_default_train(), epochs=40, batch_size=512, lr=3e-3)),
+)
 
 
 def load_teacher_data(config: TeacherStudentWidthConfig):

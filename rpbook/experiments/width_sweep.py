@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from ..masks import check_rule, layer_counts, layer_shapes, layerwise_densities
 from ..train import TrainConfig
 from . import Experiment, RunContext
-from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_model, check_sparse_densities, check_widths,
+from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
+from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_sparse_densities, check_widths,
                             difference_stats, find, summarize, train_preset)
 
 ARMS: tuple[str, ...] = ("dense", "sparse", "dense-same-nonzero")
 
 
 @dataclass(frozen=True)
-class WidthSweepConfig:
+class WidthSweepConfig(TrainingSpec, DataSpec, NetworkSpec):
     """Dense and random sparse networks at each width multiplier (chapter 3).
 
     ``widths`` multiply every hidden size of ``hidden`` (MLP) or every channel
@@ -33,21 +34,15 @@ class WidthSweepConfig:
     sparse network's nonzeros.
     """
 
-    model: str = "mlp"
-    dataset: str = "mnist1d"
     hidden: tuple[int, ...] | None = (32, 32)
     widths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
     densities: tuple[float, ...] = (0.1, 0.05, 0.02)
     rule: str = "erk"
     equal_nonzero: bool = True
-    init: str = "unit-scaled"
-    n_train: int | None = None
-    split_seed: int = 0
-    seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=lambda: train_preset("standard"))
 
     def __post_init__(self) -> None:
-        check_model(self.model)
+        self.check_network()
         check_widths(self.widths)
         check_sparse_densities(self.densities)
         check_rule(self.rule)
@@ -56,19 +51,16 @@ class WidthSweepConfig:
         check_common(self)
 
 
-def presets(profile: str) -> WidthSweepConfig:
+presets = profile_presets(
     """``quick``: widths 8 and 32 units, one density, one seed, one epoch. ``standard``: MLP 40-w-w-10 on
     MNIST-1D with w = 32 … 512, densities 0.1, 0.05, 0.02, three seeds. ``full``: ResNet-20 on CIFAR-10
-    with first-stage widths 8 … 64 channels (Liu et al.)."""
-    if profile == "quick":
-        return WidthSweepConfig(hidden=(8, 8), widths=(1.0, 4.0), densities=(0.1,), n_train=500, seeds=(0,),
-                                train=train_preset("quick"))
-    if profile == "standard":
-        return WidthSweepConfig(train=train_preset("standard"))
-    if profile == "full":
-        return WidthSweepConfig(model="resnet20", dataset="cifar10", hidden=None, widths=(0.5, 1.0, 2.0, 3.0, 4.0),
-                                densities=(0.1, 0.05, 0.02), train=train_preset("full"))
-    raise ValueError(f"unknown profile {profile!r}; allowed: quick, standard, full")
+    with first-stage widths 8 … 64 channels (Liu et al.).""",
+    quick=lambda: WidthSweepConfig(hidden=(8, 8), widths=(1.0, 4.0), densities=(0.1,), n_train=500, seeds=(0,),
+                                   train=train_preset("quick")),
+    standard=lambda: WidthSweepConfig(train=train_preset("standard")),
+    full=lambda: WidthSweepConfig(model="resnet20", dataset="cifar10", hidden=None, widths=(0.5, 1.0, 2.0, 3.0, 4.0),
+                                  densities=(0.1, 0.05, 0.02), train=train_preset("full")),
+)
 
 
 def run(config: WidthSweepConfig, ctx: RunContext) -> dict:
