@@ -121,7 +121,7 @@ def test_twin_shows_the_value_of_each_frame_and_fits_a_phone():
     """Issue 14: a label above the slider names the frame's value; on a phone the frame scrolls inside its box."""
     from matplotlib.figure import Figure
 
-    from rpbook.widgets import frames_twin
+    from rpbook.chapters.explorer import frames_twin
 
     figure = Figure(figsize=(9.6, 3.4), dpi=100)
     ax = figure.add_subplot()
