@@ -45,7 +45,11 @@ def _source(stem: str) -> Path:
     raise AssertionError(f"{stem} from _toc.yml has no .ipynb or .md file")
 
 
-CHAPTERS = [p for p in map(_source, _toc_files()) if p.suffix == ".ipynb"]
+NOTEBOOKS = [p for p in map(_source, _toc_files()) if p.suffix == ".ipynb"]
+# The chapters are the notebooks directly under book/; book/assignments/ holds the labs' student
+# versions (no outputs, their own install cell), checked by tests/test_course.py.
+CHAPTERS = [p for p in NOTEBOOKS if p.parent == ROOT / "book"]
+ASSIGNMENTS = [p for p in NOTEBOOKS if p.parent == ROOT / "book" / "assignments"]
 
 
 def _read(path: Path) -> nbformat.NotebookNode:
@@ -91,6 +95,16 @@ def test_toc_lists_existing_files_and_every_chapter():
     for notebook in sorted((ROOT / "book").glob("*.ipynb")):
         assert str(notebook.relative_to(ROOT)) in listed, f"{notebook.name} is not in _toc.yml"
     assert CHAPTERS, "no chapters in _toc.yml"
+    for notebook in sorted((ROOT / "book" / "assignments").glob("*.ipynb")):
+        assert notebook in ASSIGNMENTS, f"{notebook.name} is not in the Assignments part of _toc.yml"
+
+
+def test_assignments_are_not_executed_by_the_build():
+    """A student notebook holds stubs (`...`): executing it in the build would fail; its page shows no outputs."""
+    assert "book/assignments/*" in CONFIG["execute"]["exclude_patterns"]
+    assert "book/labs" in CONFIG["exclude_patterns"], "the masters hold the solutions: never render them"
+    parts = {part["caption"]: part for part in TOC["parts"]}
+    assert parts["Assignments"].get("numbered") is False and parts["Chapters"].get("numbered") is True
 
 
 # ----------------------------------------------------------------------------- every chapter

@@ -45,13 +45,15 @@ HARMLESS = ("THEBE_JS_URL", "invalid theme mode", "favicon.ico", "Failed to load
 BUILD_TIMEOUT_S = 900
 
 
-def _toc_pages() -> tuple[str, list[str]]:
+def _toc_pages() -> tuple[str, list[str], list[str]]:
+    """The root page, the chapters and the pages of the Assignments part (instructor guide and labs)."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    chapters = [entry["file"] for entry in toc.get("chapters", [])]
-    return toc["root"], chapters
+    parts = {part["caption"]: [entry["file"] for entry in part["chapters"]] for part in toc.get("parts", [])}
+    chapters = [entry["file"] for entry in toc.get("chapters", [])] + parts.get("Chapters", [])
+    return toc["root"], chapters, parts.get("Assignments", [])
 
 
-ROOT_PAGE, CHAPTER_PAGES = _toc_pages()
+ROOT_PAGE, CHAPTER_PAGES, ASSIGNMENT_PAGES = _toc_pages()
 
 
 def _chromium_or_skip() -> str:
@@ -202,4 +204,24 @@ def test_every_chapter_with_a_widget_has_an_html_twin(browser, server):
     chapter = next(c for c in CHAPTER_PAGES if Path(c).name.startswith("02_"))
     page, _ = _open(browser, f"{server}/{chapter}.html")
     assert _check_twins(page) >= 2
+    page.close()
+
+
+@pytest.mark.parametrize("page_name", ASSIGNMENT_PAGES, ids=lambda c: Path(c).name)
+def test_assignment_page(browser, server, page_name):
+    """The instructor guide and each lab's student version: they load cleanly; labs have Colab and no solution."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = config["repository"]["url"].removeprefix("https://github.com/")
+    page, errors = _open(browser, f"{server}/{page_name}.html")
+    assert page.locator("article h1").count() >= 1, "no title"
+    _check_images(page)
+    _check_math(page)
+    text = page.locator("article").inner_text()
+    if (ROOT / f"{page_name}.ipynb").exists():
+        colab = page.locator(f'a[href*="colab.research.google.com/github/{repo}/blob/"][href$="{page_name}.ipynb"]')
+        assert colab.count() >= 1, "no Colab launch button for this lab"
+        assert "grader.check(" in text and "Reference answer" not in text and "Rubric (" not in text
+        assert "BEGIN SOLUTION" not in text
+    _screenshot(page, Path(page_name).name)
+    assert not _real_errors(errors), _real_errors(errors)
     page.close()
