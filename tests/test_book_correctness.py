@@ -81,8 +81,9 @@ def test_no_hand_typed_copy_of_a_glued_number(path):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         rendered = format(value, fmt) if fmt else str(value)
-        if sum(ch.isdigit() for ch in rendered) < 3 or not re.search(r"[1-9]", rendered):
-            continue  # short numbers such as 0.1 or 24 occur for many reasons
+        significant = sum(ch.isdigit() for ch in rendered.lstrip("-0.,"))
+        if sum(ch.isdigit() for ch in rendered) < 3 or significant < 2:
+            continue  # round numbers such as 0.01, 0.1 or 24 occur for many reasons
         pattern = r"(?<![\d.,])" + re.escape(rendered) + r"(?![\d])"
         assert not re.search(pattern, typed), f"{path.name}: {rendered} ({name}) is typed by hand beside its glue"
 
