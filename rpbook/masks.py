@@ -14,6 +14,7 @@ section is headed by a comment line.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 import weakref
@@ -38,6 +39,8 @@ class DensityRule:
     ``solve(shapes, budget, dense, erk_power)`` returns one density per layer whose
     weighted sum ``sum_l p_l n_l`` equals ``budget`` (weights), with the layers
     in ``dense`` kept at density 1 (appendix *Formulas and notation*, layer-wise rules).
+    A rule that can clip layers at density 1 also accepts ``redistribute=False``
+    (the released code of Gadhikar et al.: clip, and lose the clipped budget).
     """
 
     name: str
@@ -111,9 +114,13 @@ def proportional_rule(score: Callable[[tuple[int, ...], float], float]) -> Calla
     become dense with the rest shared again (RigL's loop).
     """
 
-    def solve(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk_power: float) -> list[float]:
+    def solve(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk_power: float,
+              redistribute: bool = True) -> list[float]:
         sizes = [math.prod(s) for s in shapes]
-        return _solve_with_dense_layers(sizes, [score(s, erk_power) for s in shapes], budget, dense)
+        scores = [score(s, erk_power) for s in shapes]
+        if redistribute:
+            return _solve_with_dense_layers(sizes, scores, budget, dense)
+        return _solve_clipped(sizes, scores, budget, dense)
 
     solve.__doc__ = score.__doc__
     return solve
@@ -195,6 +202,21 @@ def _solve_with_dense_layers(
         dense |= over
 
 
+def _solve_clipped(sizes: Sequence[int], scores: Sequence[float], budget: float, dense: set[int]) -> list[float]:
+    """The released code's semantics: solve ``eps`` once for the free layers, clip at 1, keep what is left.
+
+    The budget of clipped layers is *not* handed to the others, so the realized
+    global density falls below the request whenever a layer clips (chapter 2,
+    *Where this book differs from the papers' code*).
+    """
+    free = [i for i in range(len(sizes)) if i not in dense]
+    if not free:
+        return [1.0] * len(sizes)
+    left = budget - sum(sizes[i] for i in dense)
+    eps = left / sum(scores[i] * sizes[i] for i in free)
+    return [1.0 if i in dense else min(1.0, eps * scores[i]) for i in range(len(sizes))]
+
+
 def _solve_pyramidal(sizes: Sequence[int], budget: float, dense: set[int]) -> list[float]:
     """Densities ``r**k`` for the free layers (k = 1, 2, ... from the input), ``r`` solving the budget."""
     free = [i for i in range(len(sizes)) if i not in dense]
@@ -254,8 +276,12 @@ def _balanced(shape: tuple[int, ...], erk_power: float) -> float:
 
 
 @register_rule("pyramidal", label="pyramidal", color="#56B4E9")
-def _pyramidal(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk_power: float) -> list[float]:
-    """Pyramidal (Gadhikar et al.): ``p_l = r**l`` from the input, ``r`` the root of the budget."""
+def _pyramidal(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk_power: float,
+               redistribute: bool = True) -> list[float]:
+    """Pyramidal (Gadhikar et al.): ``p_l = r**l`` from the input, ``r`` the root of the budget.
+
+    ``r <= 1`` never clips a layer, so ``redistribute`` changes nothing here.
+    """
     return _solve_pyramidal([math.prod(s) for s in shapes], budget, dense)
 
 
@@ -274,6 +300,7 @@ def layerwise_densities(
     dense_first: bool = False,
     dense_last: bool = False,
     erk_power: float = 1.0,
+    redistribute: bool = True,
 ) -> list[float]:
     """Per-layer densities ``p_l`` whose weighted mean is the requested global density.
 
@@ -289,7 +316,8 @@ def layerwise_densities(
     Layers whose density would exceed 1 become dense and the rest of the budget
     is shared among the others (RigL's loop). Unlike the released code of
     Gadhikar et al., this is also done for ``balanced`` (there the clipped
-    budget is lost, so ResNet-18 at p = 0.1 realizes 0.079). ``dense_first`` /
+    budget is lost, so ResNet-18 at p = 0.1 realizes 0.079); ``redistribute=False``
+    gives those released-code semantics for every rule. ``dense_first`` /
     ``dense_last`` keep those layers dense, paid from the same budget.
 
     Parameters
@@ -304,6 +332,11 @@ def layerwise_densities(
         Keep the first / last layer dense.
     erk_power
         Exponent of the ERK score; 1 is ERK, 0 gives uniform.
+    redistribute
+        ``True`` (the default, the book's rule): the budget of layers clipped at
+        density 1 is shared among the others, so the realized density equals the
+        request. ``False``: clip without sharing, as the released code of
+        Gadhikar et al. does; the realized density can then be lower.
 
     Returns
     -------
@@ -340,9 +373,16 @@ def layerwise_densities(
             f"density {p} is too low to keep the first/last layer dense: those layers alone need "
             f"density {fixed / total:.4g}; lower the request or drop dense_first/dense_last"
         )
+    if not isinstance(redistribute, bool):
+        raise ValueError(f"redistribute must be True or False, got {redistribute!r}")
     if p == 1.0:
         return [1.0] * len(shapes)
-    return RULE_REGISTRY[rule].solve(shapes, budget, dense, float(erk_power))
+    if redistribute:
+        return RULE_REGISTRY[rule].solve(shapes, budget, dense, float(erk_power))
+    solve = RULE_REGISTRY[rule].solve
+    if "redistribute" not in inspect.signature(solve).parameters:
+        raise ValueError(f"rule {rule!r} has no released-code variant: its solve takes no redistribute= option")
+    return solve(shapes, budget, dense, float(erk_power), redistribute=False)
 
 
 def layer_counts(shapes: Sequence[tuple[int, ...]], densities: Sequence[float]) -> list[int]:
@@ -476,8 +516,12 @@ def sample_masks(
     dense_last: bool = False,
     erk_power: float = 1.0,
     repair: bool = False,
+    redistribute: bool = True,
 ) -> dict[str, torch.Tensor]:
     """Sample one exact-count ER mask per maskable layer of ``model`` (chapter 2).
+
+    The options are those of :func:`layerwise_densities` (``redistribute=False``:
+    the released code's clipping) and ``repair`` (:func:`repair_dead_units`).
 
     Returns
     -------
@@ -488,7 +532,8 @@ def sample_masks(
     layers = maskable_layers(model)
     shapes = [tuple(m.weight.shape) for _, m in layers]
     densities = layerwise_densities(
-        shapes, density, rule, dense_first=dense_first, dense_last=dense_last, erk_power=erk_power
+        shapes, density, rule, dense_first=dense_first, dense_last=dense_last, erk_power=erk_power,
+        redistribute=redistribute,
     )
     g = _generator(seed, None)
     masks = {}
@@ -679,11 +724,12 @@ def mask_model(
     dense_last: bool = False,
     erk_power: float = 1.0,
     repair: bool = False,
+    redistribute: bool = True,
 ) -> Masking:
     """Sample ER masks for ``model`` with a layer-wise rule and attach them (chapters 1–3)."""
     masks = sample_masks(
         model, density, rule, seed=seed, dense_first=dense_first, dense_last=dense_last,
-        erk_power=erk_power, repair=repair,
+        erk_power=erk_power, repair=repair, redistribute=redistribute,
     )
     return Masking(model, masks)
 

@@ -60,6 +60,7 @@ def test_chapter4_numbers_cover_its_prose():
     check_values(numbers)
     assert cited("04_how_much_wider.ipynb") <= set(numbers)
     assert numbers["ch4_ratio_min"] <= numbers["ch4_ratio_max"]
+    assert numbers["ch4_first_kept"] < numbers["ch4_total_kept"]  # the first layer's share is a share
 
 
 def test_chapter5_numbers_cover_its_prose():
@@ -73,10 +74,13 @@ def test_chapter6_numbers_cover_its_prose():
     ep = record("edge_popup_width")
     numbers = ch6.numbers(subset_sum=record("subset_sum_error")["result"], construction=record("slt_construction")["result"],
                           edge_popup=ep, er_source=record("edge_popup_er_source")["result"],
-                          base_units=ep["config"]["hidden"][0])
+                          base_units=ep["config"]["hidden"][0],
+                          sphere_points=get_experiment("slt_construction").config("standard").n_sphere)
     check_values(numbers)
     assert cited("06_strong_lottery_tickets.ipynb") <= set(numbers)
     assert 0 <= numbers["ep_sc_wins"] <= numbers["ep_cells"]
+    # the certified bound is a guarantee, so it lies above the sampled sup error of every seed
+    assert numbers["cons_bound_hi_min"] <= numbers["cons_bound_hi_max"]
 
 
 def test_chapter7_numbers_cover_its_prose():
@@ -86,6 +90,7 @@ def test_chapter7_numbers_cover_its_prose():
     check_values(numbers)
     assert cited("07_sparse_to_sparse.ipynb") <= set(numbers)
     assert numbers["imp_levels_total"] == len(imp["runs"])
+    assert 0 <= numbers["imp_pyr_worst_cells"] <= numbers["imp_cells"]
 
 
 def test_numbers_need_their_inputs():

@@ -299,3 +299,38 @@ def test_sparsity_report_counts_flops_and_parameters():
     # biases always count
     assert count_nonzero_parameters(model) == 66 + 4 + 3
     assert "total" in str(report) and "<table>" in report._repr_html_()
+
+
+# ----------------------------------------------------------------------------- released-code semantics (issue 16)
+
+from rpbook import masks  # noqa: E402  (the module itself, for the option tests below)
+
+
+def test_redistribute_false_is_the_released_clip_and_loses_budget():
+    """Balanced without redistribution: the released code's numbers (MLP 40-256-256-10)."""
+    shapes = [(256, 40), (256, 256), (10, 256)]
+    sizes = [40 * 256, 256 * 256, 2560]
+    for p, realized in [(0.5, 0.3301), (0.3, 0.2327), (0.2, 0.1660)]:
+        dens = masks.layerwise_densities(shapes, p, "balanced", redistribute=False)
+        assert max(dens) == 1.0
+        assert abs(sum(d * n for d, n in zip(dens, sizes)) / sum(sizes) - realized) < 1e-4
+        # the default keeps today's behaviour: the realized density is the request
+        book = masks.layerwise_densities(shapes, p, "balanced")
+        assert abs(sum(d * n for d, n in zip(book, sizes)) / sum(sizes) - p) < 1e-12
+    # without any clipped layer the two semantics agree exactly
+    assert masks.layerwise_densities(shapes, 0.01, "erk", redistribute=False) == \
+        masks.layerwise_densities(shapes, 0.01, "erk")
+
+
+def test_redistribute_is_validated_and_reaches_sample_masks():
+    import pytest
+    from rpbook.models import MLP
+
+    with pytest.raises(ValueError, match="redistribute"):
+        masks.layerwise_densities([(4, 4)], 0.5, "erk", redistribute="no")
+    net = MLP(40, (256, 256), 10)
+    clipped = masks.sample_masks(net, 0.5, "balanced", seed=0, redistribute=False)
+    kept = sum(int(m.sum()) for m in clipped.values())
+    assert kept < 0.34 * sum(m.numel() for m in clipped.values())
+    again = masks.sample_masks(net, 0.5, "balanced", seed=0, redistribute=False)
+    assert all(torch.equal(clipped[k], again[k]) for k in clipped)

@@ -31,17 +31,21 @@ def plot_sparse_training_map(ax: "plt.Axes | None" = None) -> "plt.Axes":
     p = 0.1
     gradual = np.where(t < 0.2, 1.0, np.where(t > 0.7, p, p + (1 - p) * (1 - (t - 0.2) / 0.5) ** 3))
     ax.plot(t, gradual, color=PALETTE["black"], label="dense-to-sparse (gradual / iterative pruning)")
-    ax.plot(t, np.full_like(t, p + 0.035), color=PALETTE["orange"],
+    # The three sparse families all train at exactly p: they share one line, told apart by width and style
+    # (a thick band, a solid line, a dashed line with dots) rather than by drawing them at false densities.
+    ax.plot(t, np.full_like(t, p), color=PALETTE["orange"], lw=9, alpha=0.35, solid_capstyle="butt",
             label="pruning at initialisation (SNIP, GraSP, SynFlow)")
-    ax.plot(t, np.full_like(t, p), color=PALETTE["blue"], label="static random mask (ER, ERK, ...)")
-    ax.plot(t, np.full_like(t, p - 0.035), color=PALETTE["green"], ls="--",
+    ax.plot(t, np.full_like(t, p), color=PALETTE["blue"], lw=2.5, label="static random mask (ER, ERK, ...)")
+    ax.plot(t, np.full_like(t, p), color=PALETTE["green"], lw=1.5, ls=(0, (4, 3)),
             label="dynamic sparse training (SET, RigL)")
     updates = np.linspace(0.08, 0.72, 9)
-    ax.plot(updates, np.full_like(updates, p - 0.035), "o", ms=4, color=PALETTE["green"])
-    ax.annotate("mask scored with data,\nthen fixed", xy=(0.0, p + 0.035), xytext=(0.05, 0.42),
+    ax.plot(updates, np.full_like(updates, p), "o", ms=5, color=PALETTE["green"])
+    ax.annotate("mask scored with data,\nthen fixed", xy=(0.0, p), xytext=(0.05, 0.42),
                 arrowprops={"arrowstyle": "->", "color": PALETTE["orange"]}, color=PALETTE["orange"], fontsize=9)
-    ax.annotate("mask moves\n(drop and grow)", xy=(updates[7], p - 0.035), xytext=(0.76, 0.2),
+    ax.annotate("mask moves\n(drop and grow)", xy=(updates[7], p), xytext=(0.76, 0.25),
                 arrowprops={"arrowstyle": "->", "color": PALETTE["green"]}, color=PALETTE["green"], fontsize=9)
+    ax.annotate("all three train at p = 0.1", xy=(0.5, p), xytext=(0.42, 0.3),
+                arrowprops={"arrowstyle": "->", "color": PALETTE["blue"]}, color=PALETTE["blue"], fontsize=9)
     t_note = 0.3
     ax.annotate("dense training,\nthen prune", xy=(t_note, p + (1 - p) * (1 - (t_note - 0.2) / 0.5) ** 3),
                 xytext=(0.4, 0.6), arrowprops={"arrowstyle": "->"}, fontsize=9)
@@ -66,6 +70,25 @@ def plot_training_curves(curves: Mapping[str, Sequence[float]], *, ylabel: str =
     return ax
 
 
+def plot_parameters_and_flops(rules: Sequence[str], density: Sequence[float], flops_share: Sequence[float], *,
+                              global_density: float, ax: "plt.Axes | None" = None) -> "plt.Axes":
+    """Kept parameters and FLOPs, each as a share of the dense network, one pair of bars per rule (chapter 1).
+
+    The rules are named on the x axis, so the bars need no rule colours: one
+    colour per quantity keeps the legend true to every bar.
+    """
+    from ..masks import rule_label
+
+    ax = axes_or_new(ax, (6.4, 3.2))
+    x = np.arange(len(rules))
+    ax.bar(x - 0.2, density, width=0.4, color=PALETTE["grey"], label="parameters kept (share of dense)")
+    ax.bar(x + 0.2, flops_share, width=0.4, color=PALETTE["blue"], label="FLOPs (share of dense)")
+    ax.set_xticks(list(x), [rule_label(r) for r in rules])
+    ax.set_ylabel("share of the dense network")
+    ax.set_xlabel(f"layer-wise rule at global density p = {global_density:g}")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    return ax
 
 
 # ----------------------------------------------------------------------------- the numbers the prose quotes

@@ -17,7 +17,7 @@ from scipy import stats
 
 from ..graphs import (NetworkTopology, chain_adjacencies, layered_positions, network_graph, network_topology,
                       reachability)
-from ..masks import RULES, check_density, check_rule, sample_masks
+from ..masks import RULES, check_density, check_rule, layerwise_densities, sample_masks
 from ..models import MLP
 from .explorer import VARY_CHOICES, figure_png, fixed_layout_figure, frames_twin, live_panel
 from .style import DEAD_COLOR, LIVE_COLOR, PALETTE, axes_or_new, book_style, nice_number, rule_color, rule_label
@@ -321,11 +321,60 @@ def graph_explorer(*, static: bool = False, vary: str = "density", density: floa
 
 
 
+# ----------------------------------------------------------------------------- the papers' code, by arithmetic
+
+
+def resnet18_cifar_shapes(num_classes: int = 10) -> list[tuple[int, ...]]:
+    """Weight shapes of the CIFAR ResNet-18 (3×3 stem, four stages of two basic blocks, 1×1 shortcuts).
+
+    Chapter 2, *Where this book differs from the papers' code*: the layout on
+    which Gadhikar et al. report their layer-wise rules. Only shapes: nothing is
+    built or trained.
+    """
+    shapes: list[tuple[int, ...]] = [(64, 3, 3, 3)]
+    c_in = 64
+    for planes, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        for block in range(2):
+            shapes += [(planes, c_in, 3, 3), (planes, planes, 3, 3)]
+            if (stride if block == 0 else 1) != 1 or c_in != planes:
+                shapes.append((planes, c_in, 1, 1))  # the projection shortcut
+            c_in = planes
+    shapes.append((num_classes, 512))
+    return shapes
+
+
+def released_code_rows(shapes: Sequence[tuple[int, ...]], density: float,
+                       rules: Sequence[str] = ("balanced", "erk")) -> list[dict]:
+    """The book's layer-wise densities against the released code's clip-only ones, per rule (chapter 2).
+
+    For each rule: the realized global density with redistribution (the book,
+    :func:`rpbook.masks.layerwise_densities`) and without (``redistribute=False``),
+    the largest per-layer difference and how many layers clip at density 1.
+    Pure arithmetic on the shapes.
+    """
+    sizes = [int(np.prod(s)) for s in shapes]
+    total = sum(sizes)
+    rows = []
+    for rule in rules:
+        book = layerwise_densities(shapes, density, rule)
+        clipped = layerwise_densities(shapes, density, rule, redistribute=False)
+        rows.append({
+            "rule": rule,
+            "requested": density,
+            "realized (book)": sum(p * n for p, n in zip(book, sizes)) / total,
+            "realized (clip only)": sum(p * n for p, n in zip(clipped, sizes)) / total,
+            "largest layer difference": max(abs(a - b) for a, b in zip(book, clipped)),
+            "layers at density 1": sum(p >= 1.0 for p in clipped),
+        })
+    return rows
+
+
 # ----------------------------------------------------------------------------- the numbers the prose quotes
 
 
 def numbers(*, widths: Sequence[float] | None = None, densities: Sequence[float] | None = None,
-            reach: np.ndarray | None = None, topologies: Mapping[str, NetworkTopology] | None = None) -> dict:
+            reach: np.ndarray | None = None, topologies: Mapping[str, NetworkTopology] | None = None,
+            released: Sequence[Mapping] | None = None) -> dict:
     """Every number chapter 2's prose quotes, by glue name.
 
     ``reach[w, a]``: fraction of inputs reaching an output at width
@@ -334,6 +383,8 @@ def numbers(*, widths: Sequence[float] | None = None, densities: Sequence[float]
     (``connected_width_<w>``, NaN if none). ``topologies``: one
     :class:`~rpbook.graphs.NetworkTopology` per rule of the MLP at p = 0.02
     (``pyramidal_paths_002``: the input-output paths the pyramidal mask leaves).
+    ``released``: :func:`released_code_rows` on ResNet-18 (``released_<rule>``:
+    the realized density without redistribution, ``released_<rule>_maxdiff``).
     """
     out: dict = {}
     if reach is not None:
@@ -342,4 +393,7 @@ def numbers(*, widths: Sequence[float] | None = None, densities: Sequence[float]
             out[f"connected_width_{w}"] = min(ok) if ok else float("nan")
     if topologies is not None and "pyramidal" in topologies:
         out["pyramidal_paths_002"] = topologies["pyramidal"].paths
+    for row in released or ():
+        out[f"released_{row['rule']}"] = row["realized (clip only)"]
+        out[f"released_{row['rule']}_maxdiff"] = row["largest layer difference"]
     return out

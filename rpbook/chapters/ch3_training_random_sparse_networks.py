@@ -184,17 +184,19 @@ def plot_seed_spread(result: Mapping, ax: "plt.Axes | None" = None) -> "plt.Axes
 
 
 def plot_separation_by_seeds(result: Mapping, rule_a: str, rule_b: str, ax: "plt.Axes | None" = None) -> "plt.Axes":
-    """Difference of two rules' mean accuracies using the first n seeds, with ± 2 standard errors (chapter 3).
+    """Difference of two rules' mean accuracies using the first n seeds, with its 95 % Welch t band (chapter 3).
 
-    Where the band leaves 0, a two-sigma test separates the rules.
+    The band is ± the t quantile times the standard error (wide for few seeds);
+    where it leaves 0 a test *at that fixed n* separates the rules.
     """
 
     ax = axes_or_new(ax, (5.0, 3.4))
     rows = rss.separation_by_seeds(result, rule_a, rule_b)
     n = np.array([r["n"] for r in rows])
     diff = np.array([r["diff"] for r in rows])
-    se = np.array([r["se"] for r in rows])
-    ax.fill_between(n, diff - 2 * se, diff + 2 * se, color=PALETTE["grey"], alpha=0.3, lw=0, label="± 2 standard errors")
+    half = np.array([r["cutoff"] * r["se"] for r in rows])
+    ax.fill_between(n, diff - half, diff + half, color=PALETTE["grey"], alpha=0.3, lw=0,
+                    label="± t quantile × standard error (95 %)")
     ax.plot(n, diff, "o-", color=PALETTE["black"], ms=4, label="difference of the means")
     ax.axhline(0, color=PALETTE["vermillion"], lw=1)
     ax.set_xticks(n)

@@ -522,6 +522,35 @@ def width_fit(result: dict, threshold: float):
     return rows, fit
 
 
+def threshold_accounts(result: dict, threshold: float, in_dim: int, hidden: int) -> tuple[list[dict], dict]:
+    """Kept weights of the students at the threshold, with and without their dense first layer (chapter 4).
+
+    For each density that reaches ``threshold``: the grid width ``k >= k*``,
+    the mean kept weights, the ``in_dim * hidden * k`` of them in the dense
+    first layer and its share. ``slopes``: the exponent ``a`` of a power-law
+    fit ``kept ∝ (1/p)^a`` over those densities, counting the first layer
+    (``with_first``) and not (``without_first``); the book's law predicts
+    ``a ≈ 1`` for the masked layers alone.
+    """
+    grid = error_grid(result)
+    fit_rows, _ = width_fit(result, threshold)
+    rows = []
+    for r in fit_rows:
+        k_grid = min(k for k in grid.width_factors if k >= r["k_star"])
+        kept = float(np.mean([u["kept_weights"] for u in result["rows"] if u["density"] == r["density"] and u["k"] == k_grid]))
+        first = in_dim * hidden * int(k_grid)
+        rows.append({"density p": r["density"], "k (grid, >= k*)": int(k_grid), "kept weights": kept,
+                     "in the dense first layer": first, "first-layer share": first / kept,
+                     "kept without the first layer": kept - first,
+                     "× teacher's weights": kept / result["teacher_weights"]})
+    slopes: dict = {}
+    if len(rows) >= 2:
+        inv_p = np.log([1 / r["density p"] for r in rows])
+        slopes["with_first"] = float(np.polyfit(inv_p, np.log([r["kept weights"] for r in rows]), 1)[0])
+        slopes["without_first"] = float(np.polyfit(inv_p, np.log([r["kept without the first layer"] for r in rows]), 1)[0])
+    return rows, slopes
+
+
 def numbers(result: dict, threshold: float = 0.1) -> dict:
     """Every number chapter 4's prose quotes from the ``teacher_student_width`` result, by glue name.
 
@@ -540,6 +569,14 @@ def numbers(result: dict, threshold: float = 0.1) -> dict:
     ratios = [required_width_for_network(tuple(result["teacher_widths"]), r["density"], 0.05) / r["k_star"]
               for r in fit_rows]
     out.update({"ch4_ratio_min": min(ratios), "ch4_ratio_max": max(ratios)})
+    widths = tuple(result["teacher_widths"])  # (inputs, hidden, ..., outputs) of the teacher
+    accounts, slopes = threshold_accounts(result, threshold, int(widths[0]), int(widths[1]))
+    if accounts:
+        sparsest = min(accounts, key=lambda r: r["density p"])
+        out.update({"ch4_first_p": sparsest["density p"], "ch4_first_kept": sparsest["in the dense first layer"],
+                    "ch4_total_kept": sparsest["kept weights"], "ch4_first_share": sparsest["first-layer share"]})
+    if slopes:
+        out.update({"ch4_kept_slope_with": slopes["with_first"], "ch4_kept_slope_without": slopes["without_first"]})
     good = [u["uncovered_pairs"] for u in result["rows"] if u["density"] < 1 and u["test_mse"] <= threshold]
     if good:
         out["ch4_uncovered_median"] = float(np.median(good))

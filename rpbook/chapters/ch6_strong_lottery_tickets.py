@@ -560,13 +560,14 @@ def edge_popup_explorer(width_record: dict, er_record: dict | None = None, *, st
 
 def numbers(*, subset_sum: Mapping | None = None, construction: Mapping | None = None,
             edge_popup: Mapping | None = None, er_source: Mapping | None = None, base_units: int | None = None,
-            threshold: float = 0.9) -> dict:
+            threshold: float = 0.9, sphere_points: int | None = None) -> dict:
     """Every number chapter 6's prose quotes, by glue name, from the stored results given.
 
     ``subset_sum``: the ``subset_sum_error`` result; ``construction``: the
     ``slt_construction`` result; ``edge_popup``: the ``edge_popup_width`` record
     (config and result); ``er_source``: the ``edge_popup_er_source`` result,
-    read at ``threshold`` mean test accuracy, with ``base_units`` hidden units at width 1.
+    read at ``threshold`` mean test accuracy, with ``base_units`` hidden units at width 1;
+    ``sphere_points``: how many points of the sphere the construction's sup error was measured on.
     """
     out: dict = {}
     if subset_sum is not None:
@@ -592,6 +593,12 @@ def numbers(*, subset_sum: Mapping | None = None, construction: Mapping | None =
                     "cons_max_hi": mean_at(n_hi, "max_weight_error"),
                     "cons_target_acc": mean_at(n_hi, "target_test_accuracy"),
                     "cons_ticket_acc": mean_at(n_hi, "ticket_test_accuracy")})
+        # The certified bound (a guarantee for every input of the unit ball) against the sampled sup (a maximum
+        # over finitely many points of the sphere, not a guarantee): the prose quotes both.
+        bounds = [r["error_bound"] for r in rows if r["n"] == n_hi]
+        out.update({"cons_bound_hi_min": float(min(bounds)), "cons_bound_hi_max": float(max(bounds))})
+        if sphere_points is not None:
+            out["cons_sphere_points"] = int(sphere_points)
     if edge_popup is not None:
         rows = edge_popup["result"]["rows"]
 

@@ -110,7 +110,8 @@ def plot_imp_flops(result: Mapping, axes: "Sequence[plt.Axes] | None" = None, *,
         bars.bar(i, r["train_flops"] / 1e9, color=style["color"], alpha=0.85)
         if r["fraction_of_dense"] is not None and r["source"] != "dense":
             bars.text(i, r["train_flops"] / 1e9, f"{r['fraction_of_dense']:.0%}", ha="center", va="bottom", fontsize=7)
-    bars.set_xticks(x, [r["source"].replace(" ", "\n") for r in rows], fontsize=7)
+    # Rotated, one label per bar: stacked two-line labels ran into each other ("pyramida0.3").
+    bars.set_xticks(x, [r["source"] for r in rows], fontsize=7, rotation=45, ha="right", rotation_mode="anchor")
     bars.set_ylabel("training GFLOPs, all IMP levels")
     bars.set_title(f"compute to reach density {target:g} (labels: share of the dense source's)", fontsize=9)
     for r in rows:
@@ -388,6 +389,21 @@ def numbers(imp: dict | None = None, pai: dict | None = None, col: dict | None =
                     "imp_best_acc_lo": best_acc[t_lo], "imp_gap_hi": 100 * (dense_acc[t_hi] - best_acc[t_hi]),
                     "imp_gap_lo": 100 * (dense_acc[t_lo] - best_acc[t_lo]), "imp_worst_gap_lo": 100 * worst_gap,
                     "imp_dense_std_lo": 100 * curve["dense"]["std"][-1]})
+        # How far "the order of the rules" reproduces: per (source density, target) cell, which source is worst,
+        # and where balanced and ERK sources differ at all (on this MLP both clip the small layers to 1).
+        src_ps = sorted({float(src.split()[-1]) for src in er_sources}, reverse=True)
+        cells = pyr_worst = 0
+        differ = []
+        for q in src_ps:
+            group = [src for src in er_sources if src.endswith(f" {q:g}")]
+            for j in range(len(targets)):
+                cells += 1
+                pyr_worst += min(group, key=lambda src: curve[src]["mean"][j]).startswith("pyramidal")
+            pair = [curve.get(f"balanced {q:g}"), curve.get(f"erk {q:g}")]
+            if all(pair) and pair[0]["mean"] != pair[1]["mean"]:
+                differ.append(f"{q:g}")
+        out.update({"imp_cells": cells, "imp_pyr_worst_cells": pyr_worst,
+                    "imp_bal_erk_differ": ", ".join(differ) if differ else "none"})
         # Training compute: the share of the dense source's FLOPs at the sparsest target.
         share = {r["source"]: r["fraction_of_dense"] for r in s2s_imp.flops_table(imp, [t_hi, t_lo])
                  if r["target"] == t_lo}

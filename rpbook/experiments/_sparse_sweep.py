@@ -248,6 +248,25 @@ def difference_stats(a: dict, b: dict) -> dict:
     return {"diff": a["mean"] - b["mean"], "se": math.sqrt(a["sem"] ** 2 + b["sem"] ** 2)}
 
 
+def welch_cutoff(a: dict, b: dict, level: float = 0.95) -> float:
+    """Two-sided Welch t quantile for the difference of two :func:`seed_stats` means (chapter 3).
+
+    With three seeds per group a normal cut-off of 2 is far too lenient; the
+    t quantile with Welch–Satterthwaite degrees of freedom is what a 95 %
+    test of "the two means differ" needs. Infinite when either group has
+    fewer than two seeds or both have zero spread.
+    """
+    from scipy import stats
+
+    if a.get("n", 0) < 2 or b.get("n", 0) < 2:
+        return math.inf
+    va, vb = a["sem"] ** 2, b["sem"] ** 2
+    if va + vb == 0:
+        return math.inf
+    df = (va + vb) ** 2 / (va ** 2 / (a["n"] - 1) + vb ** 2 / (b["n"] - 1))
+    return float(stats.t.ppf(0.5 + level / 2, df))
+
+
 def find(summary: Iterable[dict], **where: Any) -> dict:
     """The one summary entry whose fields equal ``where``; ``KeyError`` naming it otherwise."""
     hits = [s for s in summary if all(_same(s.get(k), v) for k, v in where.items())]

@@ -10,6 +10,8 @@ Run it with ``rpbook run rule_density_sweep --profile standard``.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from ..masks import RULES, sample_masks
@@ -17,7 +19,7 @@ from ..train import TrainConfig
 from . import Experiment, RunContext
 from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_rules, check_sparse_densities,
-                            difference_stats, find, summarize, train_preset)
+                            difference_stats, find, summarize, train_preset, welch_cutoff)
 
 DENSITIES: tuple[float, ...] = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 # ER and ERK differ only in the kernel terms, so for an MLP (no kernels) they give the same masks:
@@ -116,21 +118,36 @@ def densities_of(result: dict) -> list[float]:
 def ranking(result: dict) -> list[dict]:
     """At each density, the rules from best to worst mean test accuracy, with the lead over the runner-up.
 
-    ``separated`` says whether the winner's lead exceeds twice the standard
-    error of the difference (a rough two-sigma test over the seeds).
+    Rules whose per-seed accuracies are identical (on an MLP, balanced and ERK
+    draw the very same masks wherever both clip the small layers to density 1)
+    form one tied group, shown as ``"erk = balanced"`` in ``order_text``; the
+    lead is measured against the next *different* rule. ``separated`` says
+    whether that lead is significant in a two-sided Welch t test at the 95 %
+    level (``cutoff``: the t quantile the lead must exceed in standard errors).
     """
     out = []
     for p in densities_of(result):
         entries = sorted((s for s in result["summary"] if s["arm"] == "sparse" and s["density"] == p),
                          key=lambda s: -s["test_acc"]["mean"])
-        lead = difference_stats(entries[0]["test_acc"], entries[1]["test_acc"]) if len(entries) > 1 else None
+        per_seed = {s["rule"]: [r["test_acc"] for r in unit_rows(result, rule=s["rule"], density=p)] for s in entries}
+        groups: list[list[dict]] = []
+        for s in entries:
+            if groups and per_seed[s["rule"]] == per_seed[groups[-1][0]["rule"]]:
+                groups[-1].append(s)
+            else:
+                groups.append([s])
+        lead = difference_stats(groups[0][0]["test_acc"], groups[1][0]["test_acc"]) if len(groups) > 1 else None
+        cutoff = welch_cutoff(groups[0][0]["test_acc"], groups[1][0]["test_acc"]) if len(groups) > 1 else math.inf
         out.append({
             "density": p,
             "order": [s["rule"] for s in entries],
+            "order_text": " > ".join(" = ".join(s["rule"] for s in g) for g in groups),
+            "tied": [[s["rule"] for s in g] for g in groups if len(g) > 1],
             "means": [s["test_acc"]["mean"] for s in entries],
             "lead": lead["diff"] if lead else None,
             "lead_se": lead["se"] if lead else None,
-            "separated": bool(lead and lead["se"] is not None and lead["diff"] > 2 * lead["se"]),
+            "cutoff": cutoff,
+            "separated": bool(lead and lead["se"] is not None and lead["diff"] > cutoff * lead["se"]),
         })
     return out
 
