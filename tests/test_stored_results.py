@@ -47,10 +47,9 @@ def test_committed_result_names_a_valid_config(path):
         f"{path}: its config hashes to {config_hash(name, config)}, but the file is named {path.stem}")
     prov = record["provenance"]
     assert prov.get("profile") in ("quick", "standard", "full") and prov.get("wall_time_s") is not None
-    if name in REGENERATED or "numeric_env" in prov:
-        env = prov.get("numeric_env") or {}
-        missing = [k for k in NUMERIC_ENV_FIELDS if k not in env]
-        assert not missing, f"{path}: provenance records no numeric environment ({', '.join(missing)}); regenerate it"
+    env = prov.get("numeric_env") or {}
+    missing = [k for k in NUMERIC_ENV_FIELDS if k not in env]
+    assert not missing, f"{path}: provenance records no numeric environment ({', '.join(missing)}); regenerate it"
 
 
 def test_regenerated_results_are_committed():
