@@ -308,6 +308,8 @@ class Converter:
             doc = (self.chapter.path.parent / target).resolve()
             return title or self.titles.get(str(doc), target)
         text = self.chapter.labels.get(target)
+        if text is None:  # a label of another chapter: its number says which ("Theorem 4.1")
+            text = getattr(self, "other_labels", {}).get(target)
         if text is None:
             raise ValueError(f"{self.chapter.path.name}: {{{name}}} target {target!r} is not a label of this chapter")
         if title is None:
@@ -328,6 +330,8 @@ class Converter:
                 return self.reference(name, content)
             if name == "math":
                 return f"${content}$"
+            if name == "index":  # {index}`term` shows the term; the entry itself is for the HTML index
+                return _split_title(content)[0] or content
             if name in ("sub", "sup"):
                 return f"<{name}>{content}</{name}>"
             if name in ("abbr", "term", "kbd", "code", "samp", "file", "command"):
@@ -407,6 +411,8 @@ class Converter:
             return f"$$\n{body.strip()}\n$$"
         if name in ("epigraph", "pull-quote", "highlights"):
             return _quote(self.render(body))
+        if name == "index":  # index entries serve the HTML book's index page; a notebook has none
+            return ""
         raise ValueError(f"{chapter.path.name}: unknown MyST directive {{{name}}}; "
                          f"teach rpbook/colab_export.py how to render it")
 
@@ -444,8 +450,20 @@ def _page_title(nb: nbformat.NotebookNode) -> str | None:
     return None
 
 
+def book_labels(root: str | os.PathLike) -> dict[str, str]:
+    """Every numbered label of every chapter in ``_toc.yml`` ("Theorem 4.1", "Fig. 6.2"), for cross-chapter references."""
+    labels: dict[str, str] = {}
+    for path, number in toc_notebooks(Path(root)):
+        if uses_myst(path):
+            other = Chapter(path=path, number=number, glue={})
+            _scan_labels(other, nbformat.read(path, as_version=4))
+            labels.update(other.labels)
+    return labels
+
+
 def convert_notebook(path: str | os.PathLike, *, number: str, bib: Bibliography, root: str | os.PathLike,
-                     titles: dict[str, str] | None = None) -> nbformat.NotebookNode:
+                     titles: dict[str, str] | None = None,
+                     other_labels: dict[str, str] | None = None) -> nbformat.NotebookNode:
     """The Colab twin of one executed chapter (chapter 1, *How to use this book*; the module docstring lists what changes).
 
     Raises ``ValueError`` naming the chapter and the construct when a directive,
@@ -464,6 +482,7 @@ def convert_notebook(path: str | os.PathLike, *, number: str, bib: Bibliography,
         return glue_cache[str(other)]
 
     conv = Converter(chapter, bib, titles or {}, glue_of)
+    conv.other_labels = book_labels(root) if other_labels is None else other_labels
     source = Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
     cells = [nbformat.v4.new_markdown_cell(GENERATED_NOTE.format(source=source))]
     in_gated_solution: str | None = None
@@ -551,10 +570,12 @@ def export_book(root: str | os.PathLike = ".", *, check: bool = False) -> list[P
             titles[str(path.with_suffix("").resolve())] = title
     changed: list[Path] = []
     wanted = set()
+    other_labels = book_labels(root)
     for path, number in notebooks:
         target = colab_path(root, path)
         wanted.add(target.resolve())
-        text = nbformat.writes(convert_notebook(path, number=number, bib=bib, root=root, titles=titles)) + "\n"
+        text = nbformat.writes(convert_notebook(path, number=number, bib=bib, root=root, titles=titles,
+                                                other_labels=other_labels)) + "\n"
         if target.exists() and target.read_text() == text:
             continue
         changed.append(target)

@@ -56,7 +56,7 @@ def check_seeds(seeds: object) -> tuple[int, ...]:
         raise ValueError(f"seeds must be a sequence of non-negative integers (at most {MAX_SEED}), got {seeds!r}")
     given = tuple(seeds)
     if not given:
-        raise ValueError("seeds must name at least one seed")
+        raise ValueError("seeds must be a non-empty tuple: name at least one seed")
     out = tuple(check_seed(s) for s in given)
     if len(set(out)) != len(out):
         raise ValueError(f"seeds must be distinct, got {given!r}")

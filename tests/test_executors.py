@@ -23,6 +23,12 @@ class SquaresConfig:
     seeds: tuple = (0,)
 
 
+
+@pytest.fixture(autouse=True)
+def _default_executor(monkeypatch):
+    """These tests check the default choice: `make test` pins RPBOOK_EXECUTOR=serial for everything else."""
+    monkeypatch.delenv("RPBOOK_EXECUTOR", raising=False)
+
 def _squares_run(config: SquaresConfig, ctx: RunContext) -> dict:
     def unit(u: dict) -> dict:
         marker = os.environ.get(SLEEP_ENV)
