@@ -312,6 +312,12 @@ class Tolerance:
     abs: float = 0.0
     rel: float = 0.0
     why: str = ""
+    # True for measurements that vary from run to run on one machine too (timings of kernels):
+    # the tolerance then applies even where the numeric environment is the same.
+    always: bool = False
+    # True for fields that describe the circumstances (the machine, its load) rather than a result:
+    # any value passes, on every environment.
+    any_value: bool = False
 
     def __post_init__(self) -> None:
         for name in ("abs", "rel"):
@@ -319,10 +325,14 @@ class Tolerance:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"Tolerance.{name} must be a finite number >= 0, got {value!r}")
 
-    def allows(self, stored: float, regenerated: float) -> bool:
+    def allows(self, stored: Any, regenerated: Any) -> bool:
+        if self.any_value:
+            return True
         return abs(regenerated - stored) <= self.abs + self.rel * max(abs(stored), abs(regenerated))
 
     def describe(self) -> str:
+        if self.any_value:
+            return "any value (describes the machine)"
         parts = ([f"±{self.abs:g}"] if self.abs else []) + ([f"±{self.rel:.0%}"] if self.rel else [])
         return " + ".join(parts) or "exact"
 
@@ -383,8 +393,9 @@ def compare_results(stored: Any, regenerated: Any, tolerances: "dict[str, Tolera
                     exact: bool = True) -> list[FieldCheck]:
     """Compare two result trees leaf by leaf (chapter 1, *Stored results*).
 
-    With ``exact=True`` (same numeric environment) every value must be equal.
-    Otherwise a number may differ within the first matching tolerance; values
+    With ``exact=True`` (same numeric environment) every value must be equal,
+    except measurements whose tolerance says ``always`` (timings). Otherwise a
+    number may differ within the first matching tolerance; values
     with no tolerance (counts, names, untrained computations) must be equal.
     Wall-clock timings (:data:`TIMING_KEYS`) are never compared. Booleans
     count as 0/1 where a tolerance covers them.
@@ -398,9 +409,11 @@ def compare_results(stored: Any, regenerated: Any, tolerances: "dict[str, Tolera
         if same:
             checks.append(FieldCheck(path, a, b, "exact"))
             return
-        tol = None if exact else tolerance_for(path, tolerances)
+        tol = tolerance_for(path, tolerances)
+        if exact and tol is not None and not (tol.always or tol.any_value):
+            tol = None
         numeric = all(_is_number(x) or isinstance(x, bool) for x in (a, b))
-        if tol is not None and numeric and tol.allows(float(a), float(b)):
+        if tol is not None and (tol.any_value or (numeric and tol.allows(float(a), float(b)))):
             checks.append(FieldCheck(path, a, b, "within", tol))
         else:
             checks.append(FieldCheck(path, a, b, "differs", tol))

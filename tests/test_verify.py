@@ -73,6 +73,15 @@ def test_compare_exact_vs_tolerant():
     assert any(c.verdict == "differs" for c in compare_results({"x": 1}, {"x": 1.0}, {}, exact=False))
 
 
+def test_timings_get_their_tolerance_on_the_same_environment_too():
+    tols = {"ms": Tolerance(rel=0.5, always=True), "acc": Tolerance(abs=0.1)}
+    checks = compare_results({"ms": 1.0, "acc": 0.5}, {"ms": 1.3, "acc": 0.51}, tols, exact=True)
+    assert {c.path: c.verdict for c in checks} == {"ms": "within", "acc": "differs"}
+    tols = {"machine.*": Tolerance(any_value=True)}
+    checks = compare_results({"machine": {"cpu": "A", "load": 1.0}}, {"machine": {"cpu": "B", "load": 9.0}}, tols)
+    assert {c.verdict for c in checks} == {"within"}
+
+
 def test_numeric_environment_is_recorded_and_compared():
     env = numeric_environment("cpu")
     assert env["device"] == "cpu" and env["cpu_capability"] and env["blas"] and env["torch_threads"] >= 1

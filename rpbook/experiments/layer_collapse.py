@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ..data import load_dataset
 from ..masks import check_density
 from ..train import TrainConfig
+from ..results import Tolerance
 from . import Experiment, RunContext
 from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import seed_stats, train_preset
@@ -108,6 +109,19 @@ def collapse_curve(result: dict, source: str, method: str) -> dict:
             "paths": [s["median_paths"] for s in rows], "test_acc": [s["test_acc"] for s in rows]}
 
 
+# Scores computed from gradients (SNIP, GraSP, SynFlow) or trained weights (magnitude) differ in the
+# last bits on another numeric environment, so a top-k can keep a few other weights. Measured on
+# layer_collapse with ATEN_CPU_CAPABILITY=default against the AVX-512 original: 11 of 630 layer masks
+# kept other weights (at most 9 weights, 2.9 % of a layer's count, density 0.0016), path counts moved
+# by up to 4 %, no collapse verdict and no accuracy changed. Accuracies get chapter 3's measured room.
+_MEASURED = "about 3x the change measured on layer_collapse with ATEN_CPU_CAPABILITY=default"
+TOLERANCES = {
+    "runs.#.layer_kept.#": Tolerance(abs=30, why=f"measured at most 9 weights; {_MEASURED}"),
+    "runs.#.layer_densities.#": Tolerance(abs=0.005, why=f"measured 0.0016; {_MEASURED}"),
+    "*paths": Tolerance(rel=0.12, why=f"measured 4 %; {_MEASURED}"),
+    "*_acc*": Tolerance(abs=0.015, why="15 of 1,000 test examples, as chapter 3's measured training spread x3"),
+}
+
 EXPERIMENT = Experiment(
     name="layer_collapse",
     chapter="7 Sparse-to-sparse",
@@ -115,4 +129,5 @@ EXPERIMENT = Experiment(
                 "quotas or iterative SynFlow avoid it",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )

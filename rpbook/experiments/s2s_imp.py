@@ -28,6 +28,7 @@ from ..masks import check_density, check_rule, mask_model, maskable_layers, spar
 from ..models import build_model
 from ..pruning import check_scope, dense_masking, imp_densities, iterative_magnitude_pruning, layer_collapse
 from ..train import TrainConfig
+from ..results import Tolerance
 from . import Experiment, RunContext
 from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import seed_stats, train_preset
@@ -285,6 +286,17 @@ def flops_table(result: dict, targets: Any = None) -> list[dict]:
     return out
 
 
+# IMP trains, prunes by magnitude and retrains: on another numeric environment the weights differ in
+# the last bits, a few other weights fall below the threshold, and training amplifies that. By analogy
+# with the measured spreads (chapter 3: per-run accuracy within 4 of 1,000 test examples; layer_collapse:
+# per-layer densities within 0.0016), with 3x room; FLOP counts follow the per-layer densities.
+_WHY = "by analogy with chapter 3's and layer_collapse's measured spreads, x3"
+TOLERANCES = {
+    "runs.#.layer_densities.#": Tolerance(abs=0.005, why=_WHY),
+    "*flops*": Tolerance(rel=0.01, why=f"FLOPs follow the per-layer densities; {_WHY}"),
+    "*_acc*": Tolerance(abs=0.015, why=f"15 of 1,000 test examples; {_WHY}"),
+}
+
 EXPERIMENT = Experiment(
     name="s2s_imp",
     chapter="7 Sparse-to-sparse",
@@ -292,4 +304,5 @@ EXPERIMENT = Experiment(
                 "down to densities 0.1 … 0.01, with training FLOPs",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )

@@ -18,6 +18,7 @@ from ..data import load_dataset
 from ..init import initialize_
 from ..pruning import layer_collapse, prune_at_init
 from ..train import TrainConfig, fit
+from ..results import Tolerance
 from . import Experiment, RunContext
 from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
 from ._sparse_sweep import seed_stats, train_preset
@@ -156,10 +157,24 @@ def pai_curve(result: dict, source: str, method: str) -> dict:
             "std": [s["test_acc"]["std"] for s in rows], "collapsed": [s["collapsed"] for s in rows]}
 
 
+# Scores computed from gradients (SNIP, GraSP, SynFlow) or trained weights (magnitude) differ in the
+# last bits on another numeric environment, so a top-k can keep a few other weights. Measured on
+# layer_collapse with ATEN_CPU_CAPABILITY=default against the AVX-512 original: 11 of 630 layer masks
+# kept other weights (at most 9 weights, 2.9 % of a layer's count, density 0.0016), path counts moved
+# by up to 4 %, no collapse verdict and no accuracy changed. Accuracies get chapter 3's measured room.
+_MEASURED = "about 3x the change measured on layer_collapse with ATEN_CPU_CAPABILITY=default"
+TOLERANCES = {
+    "runs.#.layer_kept.#": Tolerance(abs=30, why=f"measured at most 9 weights; {_MEASURED}"),
+    "runs.#.layer_densities.#": Tolerance(abs=0.005, why=f"measured 0.0016; {_MEASURED}"),
+    "*paths": Tolerance(rel=0.12, why=f"measured 4 %; {_MEASURED}"),
+    "*_acc*": Tolerance(abs=0.015, why="15 of 1,000 test examples, as chapter 3's measured training spread x3"),
+}
+
 EXPERIMENT = Experiment(
     name="s2s_pruning_at_init",
     chapter="7 Sparse-to-sparse",
     description="SNIP, GraSP, SynFlow and random pruning at init from the dense network and from ER sources",
     presets=presets,
     run=run,
+    tolerances=TOLERANCES,
 )
