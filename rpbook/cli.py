@@ -67,7 +67,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rule", default="erk", help=f"layer-wise density rule: {', '.join(RULES)}")
     g.add_argument("--dense-first", action="store_true", help="keep the first layer dense (paid from the same budget)")
     g.add_argument("--dense-last", action="store_true", help="keep the last layer dense (paid from the same budget)")
-    g.add_argument("--repair", action="store_true", help="give isolated units one connection (count unchanged)")
+    g.add_argument("--repair", nargs="?", const="swap", default=False, choices=("swap", "add"),
+                   help="give isolated units one connection: swap (default; the count is kept) or add (the count grows)")
     g.add_argument("--init", default="unit-scaled", help=f"initialisation: {', '.join(INIT_METHODS)}")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default="sgd", help=f"optimizer: {', '.join(OPTIMIZERS)}")
