@@ -26,7 +26,7 @@ $(STAMP): requirements.txt pyproject.toml
 # The quick-profile results nbval produces go to a throwaway store, never into book/_results.
 test: $(STAMP)
 	rm -rf _build/test-results
-	RPBOOK_PROFILE=quick RPBOOK_RESULTS=$(CURDIR)/_build/test-results TQDM_DISABLE=1 $(BIN)/python -m pytest
+	RPBOOK_EXECUTOR=serial RPBOOK_PROFILE=quick RPBOOK_RESULTS=$(CURDIR)/_build/test-results TQDM_DISABLE=1 $(BIN)/python -m pytest
 
 book: $(STAMP)
 	RPBOOK_PROFILE=standard TQDM_DISABLE=1 $(BIN)/jupyter-book build . -W -n --keep-going

@@ -156,13 +156,29 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
     from .experiments import run_experiment
+    from .experiments.executors import UnitFailedError, make_executor, parse_executor_options
     from .results import ResultStore
 
     seeds = [_parse_int("--seeds", s) for s in args.seeds] if args.seeds else None
+    workers = _parse_int("--workers", args.workers) if args.workers is not None else None
+    threads = _parse_int("--threads", args.threads)
+    if threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    options = parse_executor_options(args.executor_option)
+    make_executor(args.executor, options, workers)  # a bad executor, option or --workers fails before any work
     store = ResultStore(args.results) if args.results else ResultStore()
-    record = run_experiment(args.name, args.profile, force=args.force, store=store, progress=not args.no_progress,
-                            device=args.device, seeds=seeds)
+    torch.set_num_threads(threads)
+    try:
+        record = run_experiment(args.name, args.profile, force=args.force, store=store, progress=not args.no_progress,
+                                device=args.device, seeds=seeds, executor=args.executor, executor_options=options,
+                                workers=workers)
+    except UnitFailedError as err:
+        print(f"rpbook: error: {err}", file=sys.stderr)
+        print("rpbook: no result stored; finished units are kept and a rerun resumes", file=sys.stderr)
+        return 1
     prov = record["provenance"]
     print(f"{args.name} [{prov['profile']}] config {record['config_hash']}: {prov['wall_time_s']:.1f} s on {prov['device']} "
           f"-> {store.path(args.name, record['config'])}")
@@ -261,7 +277,11 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_train_parser(sub)
     p = sub.add_parser("run", help="run an experiment (or load its stored result) at a profile",
-                       description="Regenerate a stored experiment result from its own config.")
+                       description="Regenerate a stored experiment result from its own config, on this machine's "
+                                   "cores or on a SLURM cluster.",
+                       epilog="Examples: rpbook run rule_seed_spread --profile standard --force --executor local; "
+                              "rpbook run rule_density_sweep --profile full --executor slurm --executor-option "
+                              "partition=gpu --executor-option gpus_per_node=1 --executor-option timeout_min=600")
     p.add_argument("name", help="experiment name (see `rpbook list`)")
     p.add_argument("--profile", default=None, help=f"{', '.join(PROFILES)} (default: $RPBOOK_PROFILE or standard)")
     p.add_argument("--force", action="store_true", help="rerun even if a result is stored (it is replaced only on success)")
@@ -269,6 +289,26 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda > mps > cpu), cpu, cuda, mps")
     p.add_argument("--results", default=None, help="results folder (default: book/_results)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    g = p.add_argument_group(
+        "where the units of the sweep run",
+        "The numbers are the same whatever the executor (same code, same config, same torch threads per process); "
+        "finished units are kept as they finish, so an interrupted sweep resumes. The default (auto, or "
+        "$RPBOOK_EXECUTOR) runs the first unit here and the rest on a local pool when more than one core (or GPU) "
+        "is free and they would take more than a few seconds.")
+    g.add_argument("--executor", default=None, metavar="{auto,serial,local,slurm}",
+                   help="serial: one unit after another here; local: a pool of processes on this machine (one per "
+                        "core, or one per GPU); slurm: one SLURM job per unit through submitit "
+                        "(pip install 'rpbook[cluster]')")
+    g.add_argument("--executor-option", action="append", default=None, metavar="KEY=VALUE",
+                   help="slurm only, repeatable: partition=gpu, timeout_min=600 (default 240), gpus_per_node=1, "
+                        "cpus_per_task=4, mem_gb=16, array_parallelism=16, account=..., qos=..., constraint=..., "
+                        "folder=DIR for logs (default rpbook-slurm), cluster=local to try the job path here")
+    g.add_argument("--workers", default=None,
+                   help="local: number of worker processes (default: cores / threads, or one per GPU); "
+                        "slurm: at most this many jobs at once")
+    g.add_argument("--threads", default="1",
+                   help="torch CPU threads of this process and of every worker (results depend on it; the stored "
+                        "results were made with 1)")
     p = sub.add_parser("list", help="list the registered rules, scores and DST methods, the experiments, "
                                         "their profiles, and which results are stored")
     p.add_argument("--results", default=None, help="results folder (default: book/_results)")

@@ -17,8 +17,11 @@ from matplotlib.figure import Figure
 from ..experiments.kernel_timings import crossovers, speedups
 from ..experiments.structure_accuracy import accuracy_table
 from ..kernels import csr_bytes
-from .style import PALETTE, book_style
 from .explorer import fixed_layout_figure, frames_twin, live_panel
+from .style import PALETTE, book_style
+
+# The notebook imports only this module: the style helpers it needs come with it.
+from .style import Table, glue, use_book_style  # noqa: F401
 
 #: One colour per batch size, per width and per mask pattern, in every figure of the chapter.
 BATCH_COLORS = [PALETTE["sky"], PALETTE["blue"], PALETTE["orange"], PALETTE["vermillion"], PALETTE["purple"]]

@@ -4,7 +4,9 @@ Chapter 1 (*How to run this book*) explains the pattern. Each experiment
 module defines ``EXPERIMENT = Experiment(...)``: a config dataclass with a
 preset per profile (``quick``, ``standard``, ``full``) and ``run(config, ctx)``
 returning a JSON-able result. :func:`run_experiment` loads a stored result for
-exactly that config, or runs the experiment and stores it.
+exactly that config, or runs the experiment and stores it. ``run`` hands its
+independent units to ``ctx.map``, which runs them on an executor (serial, local
+processes, SLURM; :mod:`rpbook.experiments.executors`).
 """
 from __future__ import annotations
 
@@ -57,40 +59,95 @@ class Experiment:
 
 
 class RunContext:
-    """What a running experiment gets: the device, a progress switch, and resumable sweeps."""
+    """What a running experiment gets: the device, a progress switch, and resumable sweeps on an executor."""
 
     def __init__(self, experiment: str, config: Any, store: ResultStore, *, device: Any = None,
-                 progress: bool = True, resume: bool = True):
+                 progress: bool = True, resume: bool = True, executor: str | None = None,
+                 executor_options: dict[str, str] | None = None, workers: int | None = None):
+        from .executors import make_executor
+
         self.experiment = experiment
         self.config = config
         self.store = store
+        self.requested_device = device
         self.device = choose_device(device)
         self.progress = progress
         self.resume = resume
         self.units_run = 0
         self.units_reused = 0
+        # checked here, before any work: a bad executor name or option is a one-line ValueError
+        self.executor = make_executor(executor, executor_options, workers)
+        self.workers = workers
+        self.executors_used: list[dict] = []
+        self._outputs: list[list[Any]] = []
 
-    def map(self, units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None) -> list[Any]:
-        """Run ``fn(unit)`` for every unit of a sweep, keeping finished units across interruptions.
+    def map(self, units: Sequence[dict], fn: Callable[[dict], Any], desc: str | None = None, *,
+            parallel: bool = True) -> list[Any]:
+        """Run ``fn(unit)`` for every unit of a sweep on the context's executor, keeping finished units.
 
-        Each finished unit is appended to the store's partial file at once; a
-        rerun of the same config reuses them instead of training again.
+        Chapter 1, *How to use this book* (*Regenerate a chapter's results*). Each finished unit
+        is appended to the store's partial file at once (in the order units
+        finish, by this process only); a rerun of the same config reuses them
+        instead of training again. The values come back in the order of ``units``.
+        Units that measure time must not share the machine with each other:
+        ``parallel=False`` runs them here, one after another, whatever the executor.
         """
         from tqdm.auto import tqdm
 
+        from .executors import Sweep, SerialExecutor, UnitTask, experiment_module, find_experiment, run_sweep
+
+        units = list(units)
+        sweep_index = len(self._outputs)
+        keys = [json.dumps(to_jsonable(unit), sort_keys=True) for unit in units]
         done = self.store.load_partial(self.experiment, self.config) if self.resume else {}
-        out = []
-        for unit in tqdm(list(units), desc=desc or self.experiment, disable=not progress_enabled(self.progress), unit="run"):
-            key = json.dumps(to_jsonable(unit), sort_keys=True)
+        out: list[Any] = [None] * len(units)
+        pending = []
+        for i, key in enumerate(keys):
             if key in done:
-                out.append(done[key])
+                out[i] = done[key]
                 self.units_reused += 1
-                continue
-            value = to_jsonable(fn(unit))
-            self.store.append_partial(self.experiment, self.config, key, value)
-            out.append(value)
+            else:
+                pending.append(i)
+        bar = tqdm(total=len(units), initial=len(units) - len(pending), desc=desc or self.experiment,
+                   disable=not progress_enabled(self.progress), unit="run")
+
+        def finish(i: int, value: Any) -> None:
+            self.store.append_partial(self.experiment, self.config, keys[i], value)
+            out[i] = value
             self.units_run += 1
+            bar.update(1)
+
+        exp = _registered_experiment(self.experiment)
+        module = experiment_module(exp) if exp is not None else ""
+        earlier = tuple(self._outputs)
+        threads = torch.get_num_threads()
+        device = None if self.requested_device in (None, "auto") else str(self.requested_device)
+
+        def make_task(i: int) -> UnitTask:
+            return UnitTask(experiment=self.experiment, module=module, config=self.config, sweep=sweep_index,
+                            earlier=earlier, unit=units[i], device=device, threads=threads)
+
+        executor = self.executor if parallel else SerialExecutor()
+        if executor is not None and not isinstance(executor, SerialExecutor) and pending:
+            find_experiment(self.experiment, module)  # a worker must be able to import it: fail here, not there
+        sweep = Sweep(units=units, pending=pending, fn=fn, make_task=make_task, finish=finish, device=self.device,
+                      requested_device=self.requested_device, threads=threads, experiment=self.experiment,
+                      config=self.config, write=bar.write if not bar.disable else print)
+        try:
+            used = run_sweep(sweep, executor, self.workers)
+        finally:
+            bar.close()
+        self.executors_used.append({**used.describe(), "units": len(pending)})
+        self._outputs.append(out)
         return out
+
+
+def _registered_experiment(name: str) -> "Experiment | None":
+    """The registered experiment called ``name``, or ``None`` (a test's own experiment)."""
+    try:
+        return get_experiment(name)
+    except ValueError:
+        return None
 
 
 def experiment_names() -> list[str]:
@@ -123,12 +180,18 @@ def run_experiment(
     progress: bool = True,
     device: Any = None,
     seeds: Sequence[int] | None = None,
+    executor: str | None = None,
+    executor_options: dict[str, str] | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Load the stored result of an experiment for its config, or run it and store it.
 
     Chapter 1, *Stored results*. ``force`` reruns from scratch even when a
     result is stored (a failed rerun leaves the stored file untouched).
-    ``seeds`` replaces the config's ``seeds`` field.
+    ``seeds`` replaces the config's ``seeds`` field. ``executor`` (``serial``,
+    ``local``, ``slurm``; default ``$RPBOOK_EXECUTOR`` or auto), its
+    ``executor_options`` and ``workers`` choose where the sweep's units run
+    (:mod:`rpbook.experiments.executors`); the numbers do not depend on it.
 
     Returns
     -------
@@ -147,7 +210,8 @@ def run_experiment(
     store = store or ResultStore()
     if not force and store.has(name, config):
         return store.load(name, config)
-    ctx = RunContext(name, config, store, device=device, progress=progress, resume=not force)
+    ctx = RunContext(name, config, store, device=device, progress=progress, resume=not force, executor=executor,
+                     executor_options=executor_options, workers=workers)
     if force:
         partial = store.partial_path(name, config)
         if partial.exists():
@@ -158,7 +222,8 @@ def run_experiment(
                       seeds=getattr(config, "seeds", None))
     prov["units_run"], prov["units_reused"] = ctx.units_run, ctx.units_reused
     # CPU float results are bit-reproducible only at the same thread count (BLAS splits reductions by thread)
-    prov["torch_threads"] = torch.get_num_threads()
+    prov["torch_threads"] = torch.get_num_threads()  # every executor's workers use this count too
+    prov["executors"] = ctx.executors_used
     store.save(name, config, result, prov)
     return store.load(name, config)
 

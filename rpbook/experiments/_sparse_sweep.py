@@ -22,6 +22,7 @@ from ..models import build_model, check_width
 from ..results import Tolerance
 from ..train import TrainConfig
 from .sparse_run import SparseRun, train_sparse
+from .specs import DataSpec, TrainingSpec
 
 # Keys of a unit's record that measure wall-clock time: they differ between
 # two runs of the same config, everything else is equal bit for bit on a CPU
@@ -78,9 +79,10 @@ def train_preset(profile: str) -> TrainConfig:
 
 def check_common(config: Any) -> None:
     """Validate the data and training specs and the init of a chapter 3 config; ``ValueError`` names the first bad field."""
-    config.check_data()
+    # Called as plain functions, the spec checks also serve a config that declares the fields itself.
+    DataSpec.check_data(config)
     check_init(config.init)
-    config.check_training()
+    TrainingSpec.check_training(config)
 
 
 def check_sparse_densities(densities: object) -> tuple[float, ...]:

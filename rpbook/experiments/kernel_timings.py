@@ -188,10 +188,12 @@ def run(config: KernelTimingsConfig, ctx: RunContext) -> dict:
         machine = machine_description()
         units = [{"width": w, "density": p, "batch": b} for w in config.widths for p in config.densities
                  for b in config.batches]
+        # timings: never two units at once (parallel=False), whatever the executor
         cells = ctx.map(units, lambda u: measure_mlp(config, u["width"], u["density"], u["batch"]),
-                        desc="kernel timings")
+                        desc="kernel timings", parallel=False)
         structure = ctx.map([{"structure_density": p} for p in config.structure_densities],
-                            lambda u: measure_structure(config, u["structure_density"]), desc="structures")
+                            lambda u: measure_structure(config, u["structure_density"]), desc="structures",
+                            parallel=False)
         machine["load_average_at_end"] = machine_description()["load_average_1_5_15min"]
     return {
         "mlp": [{**u, **c} for u, c in zip(units, cells)],
