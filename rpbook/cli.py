@@ -45,7 +45,7 @@ def _parse_int(name: str, text: str) -> int:
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     from .data import DATASET_NAMES
     from .init import INIT_METHODS
-    from .masks import RULES
+    from .masks import ALL_RULES as RULES
     from .models import MODEL_NAMES
     from .train import OPTIMIZERS, SCHEDULES
 

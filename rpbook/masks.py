@@ -56,29 +56,38 @@ RULE_REGISTRY: dict[str, DensityRule] = {}
 class RegisteredNames(Sequence[str]):
     """A live, read-only view of a registry's names: a rule registered later shows up everywhere."""
 
-    def __init__(self, registry: Mapping[str, object]):
+    def __init__(self, registry: Mapping[str, object], keep: Callable[[object], bool] | None = None):
         self._registry = registry
+        self._keep = keep
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(n for n, v in self._registry.items() if self._keep is None or self._keep(v))
 
     def __getitem__(self, i):  # type: ignore[override]
-        return tuple(self._registry)[i]
+        return self._names()[i]
 
     def __len__(self) -> int:
-        return len(self._registry)
+        return len(self._names())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._registry
+        return name in self._names()
 
     def __repr__(self) -> str:
-        return repr(tuple(self._registry))
+        return repr(self._names())
 
 
-#: The names of the registered rules (a live view of :data:`RULE_REGISTRY`).
-RULES: Sequence[str] = RegisteredNames(RULE_REGISTRY)
+#: The names of the registered rules that need only the layer shapes (a live view of :data:`RULE_REGISTRY`):
+#: what the chapters' tables, figures and explorers iterate over. The score-derived rules (``snip-ratio``,
+#: ``grasp-ratio``) need a data batch and are in :data:`RULE_REGISTRY` (and :data:`ALL_RULES`) only.
+RULES: Sequence[str] = RegisteredNames(RULE_REGISTRY, keep=lambda rule: not rule.needs_scores)
+
+#: Every registered rule's name, the score-derived ones included (what ``--rule`` and configs accept).
+ALL_RULES: Sequence[str] = RegisteredNames(RULE_REGISTRY)
 
 
 def shape_rules() -> tuple[str, ...]:
-    """The registered rules that need only the layer shapes (not pruning scores): what the explorers offer."""
-    return tuple(name for name, rule in RULE_REGISTRY.items() if not rule.needs_scores)
+    """The registered rules that need only the layer shapes (not pruning scores): :data:`RULES` as a tuple."""
+    return tuple(RULES)
 
 
 def register_rule(name: str, *, label: str, color: str, needs_scores: bool = False) -> Callable:
@@ -161,8 +170,8 @@ def check_density(density: object, what: str = "density") -> float:
 def check_rule(rule: object) -> str:
     """Return the canonical rule name, or raise ``ValueError`` listing the allowed rules (chapter 2)."""
     name = str(rule).strip().lower() if isinstance(rule, str) else rule
-    if name not in RULES:
-        raise ValueError(f"unknown layer-wise density rule {rule!r}; allowed: {', '.join(RULES)}")
+    if name not in RULE_REGISTRY:
+        raise ValueError(f"unknown layer-wise density rule {rule!r}; allowed: {', '.join(RULE_REGISTRY)}")
     return name  # type: ignore[return-value]
 
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rpbook.masks import (
-    RULES,
+    ALL_RULES,
     Masking,
     apply_masks,
     count_nonzero_parameters,
@@ -110,7 +110,7 @@ def model_shapes(model_name):
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
-@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("rule", list(ALL_RULES))
 def test_realized_density_equals_request_for_every_model(model_name, rule):
     shapes = list(model_shapes(model_name))
     sizes = [math.prod(s) for s in shapes]
@@ -143,7 +143,7 @@ def test_realized_density_equals_request_for_every_model(model_name, rule):
         min_size=1, max_size=8,
     ),
     p=st.floats(0.001, 1.0),
-    rule=st.sampled_from(RULES),
+    rule=st.sampled_from(list(ALL_RULES)),
 )
 def test_budget_is_met_for_any_layout(shapes, p, rule):
     dens = layerwise_densities(shapes, p, rule, layer_scores=scores_for(shapes, rule))
