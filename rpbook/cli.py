@@ -55,7 +55,7 @@ def _parse_int(name: str, text: str) -> int:
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     from .data import DATASET_NAMES
     from .init import INIT_METHODS
-    from .masks import RULES
+    from .masks import ALL_RULES as RULES
     from .models import MODEL_NAMES
     from .train import OPTIMIZERS, SCHEDULES
 
@@ -77,7 +77,8 @@ def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--rule", default="erk", type=str.lower, choices=RULES, help="layer-wise density rule")
     g.add_argument("--dense-first", action="store_true", help="keep the first layer dense (paid from the same budget)")
     g.add_argument("--dense-last", action="store_true", help="keep the last layer dense (paid from the same budget)")
-    g.add_argument("--repair", action="store_true", help="give isolated units one connection (count unchanged)")
+    g.add_argument("--repair", nargs="?", const="swap", default=False, choices=("swap", "add"),
+                   help="give isolated units one connection: swap (default; the count is kept) or add (the count grows)")
     g.add_argument("--init", default="unit-scaled", type=str.lower, choices=INIT_METHODS, help="initialisation")
     g = p.add_argument_group("optimisation")
     g.add_argument("--optimizer", default="sgd", type=str.lower, choices=OPTIMIZERS, help="optimizer")

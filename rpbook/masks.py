@@ -44,9 +44,12 @@ class DensityRule:
     """
 
     name: str
-    solve: Callable[[Sequence[tuple[int, ...]], float, set, float], list[float]]
+    solve: Callable[..., list[float]]
     label: str
     color: str
+    #: True for rules read off a pruning score (``snip-ratio``, ``grasp-ratio``): ``solve`` then also
+    #: takes ``scores=``, one score tensor per layer (see :func:`layerwise_densities`).
+    needs_scores: bool = False
 
 
 #: Every registered rule by name, in registration order (what the CLI, the explorers and the figures offer).
@@ -56,32 +59,47 @@ RULE_REGISTRY: dict[str, DensityRule] = {}
 class RegisteredNames(Sequence[str]):
     """A live, read-only view of a registry's names: a rule registered later shows up everywhere."""
 
-    def __init__(self, registry: Mapping[str, object]):
+    def __init__(self, registry: Mapping[str, object], keep: Callable[[object], bool] | None = None):
         self._registry = registry
+        self._keep = keep
+
+    def _names(self) -> tuple[str, ...]:
+        return tuple(n for n, v in self._registry.items() if self._keep is None or self._keep(v))
 
     def __getitem__(self, i):  # type: ignore[override]
-        return tuple(self._registry)[i]
+        return self._names()[i]
 
     def __len__(self) -> int:
-        return len(self._registry)
+        return len(self._names())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._registry
+        return name in self._names()
 
     def __repr__(self) -> str:
-        return repr(tuple(self._registry))
+        return repr(self._names())
 
 
-#: The names of the registered rules (a live view of :data:`RULE_REGISTRY`).
-RULES: Sequence[str] = RegisteredNames(RULE_REGISTRY)
+#: The names of the registered rules that need only the layer shapes (a live view of :data:`RULE_REGISTRY`):
+#: what the chapters' tables, figures and explorers iterate over. The score-derived rules (``snip-ratio``,
+#: ``grasp-ratio``) need a data batch and are in :data:`RULE_REGISTRY` (and :data:`ALL_RULES`) only.
+RULES: Sequence[str] = RegisteredNames(RULE_REGISTRY, keep=lambda rule: not rule.needs_scores)
+
+#: Every registered rule's name, the score-derived ones included (what ``--rule`` and configs accept).
+ALL_RULES: Sequence[str] = RegisteredNames(RULE_REGISTRY)
 
 
-def register_rule(name: str, *, label: str, color: str) -> Callable:
+def shape_rules() -> tuple[str, ...]:
+    """The registered rules that need only the layer shapes (not pruning scores): :data:`RULES` as a tuple."""
+    return tuple(RULES)
+
+
+def register_rule(name: str, *, label: str, color: str, needs_scores: bool = False) -> Callable:
     """Decorator adding a layer-wise density rule to :data:`RULE_REGISTRY` (chapter 2).
 
     The decorated function is the rule's ``solve`` (see :class:`DensityRule`);
     :func:`proportional_rule` builds one from per-layer scores ``r_l`` (``p_l = eps r_l``).
     ``label`` and ``color`` are what every figure, explorer and table shows for it.
+    ``needs_scores`` marks a rule whose densities come from per-layer pruning scores.
 
     Raises
     ------
@@ -94,7 +112,7 @@ def register_rule(name: str, *, label: str, color: str) -> Callable:
     def decorate(solve: Callable) -> Callable:
         if name in RULE_REGISTRY:
             raise ValueError(f"rule {name!r} is already registered; registered: {', '.join(RULE_REGISTRY)}")
-        RULE_REGISTRY[name] = DensityRule(name, solve, label, color)
+        RULE_REGISTRY[name] = DensityRule(name, solve, label, color, needs_scores)
         return solve
 
     return decorate
@@ -159,8 +177,8 @@ def check_density(density: object, what: str = "density") -> float:
 def check_rule(rule: object) -> str:
     """Return the canonical rule name, or raise ``ValueError`` listing the allowed rules (chapter 2)."""
     name = str(rule).strip().lower() if isinstance(rule, str) else rule
-    if name not in RULES:
-        raise ValueError(f"unknown layer-wise density rule {rule!r}; allowed: {', '.join(RULES)}")
+    if name not in RULE_REGISTRY:
+        raise ValueError(f"unknown layer-wise density rule {rule!r}; allowed: {', '.join(RULE_REGISTRY)}")
     return name  # type: ignore[return-value]
 
 
@@ -292,6 +310,129 @@ def pyramidal_ratio(shapes: Sequence[tuple[int, ...]], density: float) -> float:
     return dens[0]
 
 
+# The "+" variants of Liu et al. (2022) and the rules read off a pruning score (chapter 3, *More layer-wise rules*).
+
+#: The classifier floor of uniform+ (Gale et al. 2019, as in Liu et al.'s ``uniform_plus``).
+UNIFORM_PLUS_LAST_FLOOR = 0.2
+
+
+def _solve_pinned(sizes: Sequence[int], scores: Sequence[float], budget: float, dense: set[int],
+                  pinned: Mapping[int, float]) -> list[float] | None:
+    """Densities with the layers in ``pinned`` fixed, the proportional rule on the rest; None if unaffordable.
+
+    Unaffordable means the pinned layers leave no budget (or no layer) for the free ones.
+    """
+    pinned = {i: (1.0 if i in dense else t) for i, t in pinned.items()}
+    free = [i for i in range(len(sizes)) if i not in pinned]
+    left = budget - sum(sizes[i] * t for i, t in pinned.items())
+    if not free or left <= sum(sizes[i] for i in free if i in dense) or left <= 0:
+        return None
+    sub = _solve_with_dense_layers([sizes[i] for i in free], [scores[i] for i in free], left,
+                                   {k for k, i in enumerate(free) if i in dense})
+    out = [0.0] * len(sizes)
+    for i, t in pinned.items():
+        out[i] = t
+    for k, i in enumerate(free):
+        out[i] = sub[k]
+    return out
+
+
+def _solve_plus(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, scores: Sequence[float], *,
+                first_dense: bool, last_floor: float) -> list[float]:
+    """The "+" recipe: first layer dense, last layer at least ``last_floor``, the base rule on the rest.
+
+    The pins are dropped (the last floor first) where the budget cannot pay them
+    while leaving weights for the other layers (e.g. an MLP at 1 % density, whose
+    first layer alone is 13 % of the weights); then the base rule applies.
+    """
+    sizes = [math.prod(s) for s in shapes]
+    last = len(sizes) - 1
+    attempts = []
+    if first_dense and last_floor > 0:
+        attempts.append(({0: 1.0}, True))
+    if first_dense:
+        attempts.append(({0: 1.0}, False))
+    if last_floor > 0:
+        attempts.append(({}, True))
+    for pins, floor_last in attempts:
+        if last in pins:
+            continue
+        out = _solve_pinned(sizes, scores, budget, dense, pins)
+        if out is not None and floor_last and out[last] < last_floor:
+            out = _solve_pinned(sizes, scores, budget, dense, {**pins, last: last_floor})
+        if out is not None:
+            return out
+    return _solve_with_dense_layers(sizes, scores, budget, dense)
+
+
+@register_rule("uniform+", label="uniform+", color="#D55E00")
+def _uniform_plus(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk_power: float) -> list[float]:
+    """Uniform+ (Gale et al.; Liu et al.'s ``uniform_plus``): first layer dense, last at least 0.2, uniform elsewhere."""
+    return _solve_plus(shapes, budget, dense, [1.0] * len(shapes), first_dense=True,
+                       last_floor=UNIFORM_PLUS_LAST_FLOOR)
+
+
+@register_rule("erk+", label="ERK+", color="#F0E442")
+def _erk_plus(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk_power: float) -> list[float]:
+    """ERK+ (Liu et al.'s ``ERK_plus``): the last (classifier) layer dense, ERK on the others."""
+    scores = [(sum(s) / math.prod(s)) ** erk_power for s in shapes]
+    return _solve_plus(shapes, budget, dense, scores, first_dense=False, last_floor=1.0)
+
+
+def _solve_from_scores(shapes: Sequence[tuple[int, ...]], budget: float, dense: set, erk_power: float, *,
+                       scores: Sequence[torch.Tensor]) -> list[float]:
+    """Per-layer densities read off the global top-k of ``scores`` (Liu et al.'s SNIP / GraSP ratios).
+
+    ``k`` is the budget left after the dense layers. Each free layer's share of
+    the top-k, ``k_l / n_l``, becomes its ratio ``r_l``; a layer the top-k leaves
+    empty gets half a weight's worth (so random sampling keeps one weight and the
+    layer is not cut off, where Liu et al.'s Bernoulli draw would cut it). The
+    proportional solver then meets the budget exactly (RigL's loop), so
+    ``p_l ≈ k_l / n_l``.
+    """
+    sizes = [math.prod(s) for s in shapes]
+    if len(scores) != len(shapes):
+        raise ValueError(f"got {len(scores)} score tensors for {len(shapes)} layers")
+    for s, shape in zip(scores, shapes):
+        if not isinstance(s, torch.Tensor) or s.numel() != math.prod(shape):
+            raise ValueError(f"each layer's scores must be a tensor with one entry per weight of shape {shape}")
+    free = [i for i in range(len(sizes)) if i not in dense]
+    if not free:
+        return [1.0] * len(sizes)
+    layer_scores = [scores[i].detach().reshape(-1).to("cpu", torch.float32) for i in free]
+    total = sum(sizes[i] for i in free)
+    k = min(total, int(round(budget - sum(sizes[i] for i in dense))))
+    counts = [0] * len(free)
+    if k > 0:
+        # The k-th largest score is the threshold (one selection, not a sort); entries above it are kept and
+        # ties at it are filled in layer order, so the same scores always give the same counts.
+        flat = np.concatenate([s.numpy() for s in layer_scores])
+        threshold = np.partition(flat, total - k)[total - k]
+        above = [int(np.count_nonzero(s.numpy() > threshold)) for s in layer_scores]
+        ties = [int(np.count_nonzero(s.numpy() == threshold)) for s in layer_scores]
+        need = k - sum(above)
+        for j in range(len(free)):
+            take = min(need, ties[j])
+            counts[j] = above[j] + take
+            need -= take
+    ratios = [1.0] * len(sizes)
+    for c, i in zip(counts, free):
+        ratios[i] = max(float(c), 0.5) / sizes[i]
+    return _solve_with_dense_layers(sizes, ratios, budget, dense)
+
+
+register_rule("snip-ratio", label="SNIP-ratio", color="#999999", needs_scores=True)(_solve_from_scores)
+register_rule("grasp-ratio", label="GraSP-ratio", color="#882255", needs_scores=True)(_solve_from_scores)
+
+#: The score method (:mod:`rpbook.pruning` registry name) each score-derived rule reads its densities from.
+SCORE_RULE_METHODS: dict[str, str] = {"snip-ratio": "snip", "grasp-ratio": "grasp"}
+
+
+def needs_scores(rule: str) -> bool:
+    """True if the rule's densities come from pruning scores (pass ``layer_scores``; chapter 3)."""
+    return RULE_REGISTRY[check_rule(rule)].needs_scores
+
+
 def layerwise_densities(
     shapes: Sequence[tuple[int, ...]],
     density: float,
@@ -301,6 +442,7 @@ def layerwise_densities(
     dense_last: bool = False,
     erk_power: float = 1.0,
     redistribute: bool = True,
+    layer_scores: Sequence[torch.Tensor] | None = None,
 ) -> list[float]:
     """Per-layer densities ``p_l`` whose weighted mean is the requested global density.
 
@@ -312,6 +454,10 @@ def layerwise_densities(
     - ``erk``: ``p_l ∝ (sum of dims / product of dims) ** erk_power``.
     - ``balanced``: the same number of nonzeros per layer, ``p_l ∝ 1 / n_l``.
     - ``pyramidal``: ``p_l = r**l`` from the input, ``r`` the positive root of the budget.
+    - ``uniform+``: first layer dense, last at least 0.2, uniform elsewhere; ``erk+``: last layer dense, ERK elsewhere
+      (Liu et al. 2022; the pins are dropped where the budget cannot pay them).
+    - ``snip-ratio``, ``grasp-ratio``: each layer's share of the global top-``pN`` of
+      ``layer_scores`` (Liu et al. 2022); the masks are then random with those densities.
 
     Layers whose density would exceed 1 become dense and the rest of the budget
     is shared among the others (RigL's loop). Unlike the released code of
@@ -337,6 +483,9 @@ def layerwise_densities(
         density 1 is shared among the others, so the realized density equals the
         request. ``False``: clip without sharing, as the released code of
         Gadhikar et al. does; the realized density can then be lower.
+    layer_scores
+        One score tensor per layer (the weight's shape), required by the score-derived rules
+        (see :func:`needs_scores`, :func:`rpbook.pruning.compute_scores`) and ignored by the others.
 
     Returns
     -------
@@ -377,12 +526,19 @@ def layerwise_densities(
         raise ValueError(f"redistribute must be True or False, got {redistribute!r}")
     if p == 1.0:
         return [1.0] * len(shapes)
+    entry = RULE_REGISTRY[rule]
+    if entry.needs_scores:
+        if layer_scores is None:
+            raise ValueError(f"rule {rule!r} reads its densities off pruning scores: pass layer_scores "
+                             f"(one tensor per layer, e.g. from rpbook.pruning.compute_scores)")
+        if not redistribute:
+            raise ValueError(f"rule {rule!r} has no released-code variant: redistribute=False does not apply")
+        return entry.solve(shapes, budget, dense, float(erk_power), scores=list(layer_scores))
     if redistribute:
-        return RULE_REGISTRY[rule].solve(shapes, budget, dense, float(erk_power))
-    solve = RULE_REGISTRY[rule].solve
-    if "redistribute" not in inspect.signature(solve).parameters:
+        return entry.solve(shapes, budget, dense, float(erk_power))
+    if "redistribute" not in inspect.signature(entry.solve).parameters:
         raise ValueError(f"rule {rule!r} has no released-code variant: its solve takes no redistribute= option")
-    return solve(shapes, budget, dense, float(erk_power), redistribute=False)
+    return entry.solve(shapes, budget, dense, float(erk_power), redistribute=False)
 
 
 def layer_counts(shapes: Sequence[tuple[int, ...]], densities: Sequence[float]) -> list[int]:
@@ -440,7 +596,24 @@ def sample_er_mask(
     return flat.view(shape)
 
 
-def repair_dead_units(mask: torch.Tensor, *, seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+#: How :func:`repair_dead_units` pays for an added edge: ``swap`` removes one elsewhere (the count is kept),
+#: ``add`` only adds (the released code of Gadhikar et al.; the count grows). Chapter 3, *Does repair matter?*
+REPAIR_MODES: tuple[str, ...] = ("swap", "add")
+
+
+def check_repair(repair: object) -> str | None:
+    """``None`` for no repair, else the repair mode; ``True`` means ``"swap"`` (chapter 2, *Isolated units*)."""
+    if repair is False or repair is None:
+        return None
+    if repair is True:
+        return "swap"
+    if isinstance(repair, str) and repair in REPAIR_MODES:
+        return repair
+    raise ValueError(f"repair must be False, True or one of {', '.join(REPAIR_MODES)}, got {repair!r}")
+
+
+def repair_dead_units(mask: torch.Tensor, *, seed: int | None = None, generator: torch.Generator | None = None,
+                      mode: str = "swap") -> torch.Tensor:
     """Give every unit with no incoming or no outgoing connection one edge, keeping the count.
 
     Chapter 2, *Isolated units*. For a conv layer the unit is a channel and a
@@ -449,7 +622,10 @@ def repair_dead_units(mask: torch.Tensor, *, seed: int | None = None, generator:
     keep at least one other edge, so the number of kept weights is unchanged
     (the released code of Gadhikar et al. only adds). Only when no such edge
     is left (fewer kept weights than units to connect) does the count grow.
+    ``mode="add"`` is the authors' variant: edges are added, none removed.
     """
+    if mode not in REPAIR_MODES:
+        raise ValueError(f"repair mode must be one of {', '.join(REPAIR_MODES)}, got {mode!r}")
     if mask.dim() < 2:
         raise ValueError(f"expected a conv or linear mask with >= 2 dims, got shape {tuple(mask.shape)}")
     g = _generator(seed, generator)
@@ -470,6 +646,8 @@ def repair_dead_units(mask: torch.Tensor, *, seed: int | None = None, generator:
         return bool(np.any((row_count[rows] >= 2) & (col_count[cols] >= 2)))
 
     def remove_one() -> None:
+        if mode == "add":
+            return
         # Checked first so that a layer with too few weights to move (the count must grow)
         # costs one vectorised scan per unit instead of a long fruitless rejection loop.
         if not removable_exists():
@@ -515,13 +693,16 @@ def sample_masks(
     dense_first: bool = False,
     dense_last: bool = False,
     erk_power: float = 1.0,
-    repair: bool = False,
+    repair: bool | str = False,
     redistribute: bool = True,
+    layer_scores: Mapping[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Sample one exact-count ER mask per maskable layer of ``model`` (chapter 2).
 
     The options are those of :func:`layerwise_densities` (``redistribute=False``:
-    the released code's clipping) and ``repair`` (:func:`repair_dead_units`).
+    the released code's clipping), ``repair`` (``True``/``"swap"`` or ``"add"``, see
+    :func:`repair_dead_units`) and ``layer_scores`` (layer name to score tensor) for
+    the score-derived rules.
 
     Returns
     -------
@@ -529,18 +710,25 @@ def sample_masks(
         Layer name to ``bool`` mask of the layer's weight shape. The same seed
         gives the same masks bit for bit.
     """
+    mode = check_repair(repair)
     layers = maskable_layers(model)
     shapes = [tuple(m.weight.shape) for _, m in layers]
+    scores = None
+    if layer_scores is not None:
+        missing = [name for name, _ in layers if name not in layer_scores]
+        if missing:
+            raise ValueError(f"layer_scores has no scores for layer(s) {', '.join(missing)}")
+        scores = [layer_scores[name] for name, _ in layers]
     densities = layerwise_densities(
         shapes, density, rule, dense_first=dense_first, dense_last=dense_last, erk_power=erk_power,
-        redistribute=redistribute,
+        redistribute=redistribute, layer_scores=scores,
     )
     g = _generator(seed, None)
     masks = {}
     for (name, _), shape, p in zip(layers, shapes, densities):
         mask = sample_er_mask(shape, p, generator=g)
-        if repair and p < 1.0:
-            mask = repair_dead_units(mask, generator=g)
+        if mode is not None and p < 1.0:
+            mask = repair_dead_units(mask, generator=g, mode=mode)
         masks[name] = mask
     return masks
 
@@ -723,13 +911,14 @@ def mask_model(
     dense_first: bool = False,
     dense_last: bool = False,
     erk_power: float = 1.0,
-    repair: bool = False,
+    repair: bool | str = False,
     redistribute: bool = True,
+    layer_scores: Mapping[str, torch.Tensor] | None = None,
 ) -> Masking:
     """Sample ER masks for ``model`` with a layer-wise rule and attach them (chapters 1–3)."""
     masks = sample_masks(
         model, density, rule, seed=seed, dense_first=dense_first, dense_last=dense_last,
-        erk_power=erk_power, repair=repair, redistribute=redistribute,
+        erk_power=erk_power, repair=repair, redistribute=redistribute, layer_scores=layer_scores,
     )
     return Masking(model, masks)
 

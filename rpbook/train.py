@@ -5,7 +5,6 @@ with it; chapters 5–7 add mask updates and measurements through callbacks.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math

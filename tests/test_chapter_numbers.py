@@ -50,7 +50,12 @@ def test_chapter3_numbers_cover_its_prose():
     rows = [{"rule": r, "density": p, "outputs_reached": 1.0, "effective_density": 0.01}
             for r in ("pyramidal", "uniform") for p in (0.1, 0.02)]
     numbers.update(ch3.connectivity_numbers(rows, 0.02, 0.1))
+    repair = record("repair_ablation")
+    numbers.update(ch3.repair_numbers(repair))
     check_values(numbers)
+    gains = repair["result"]["gains"]
+    assert numbers["ch3_repair_isolated_max"] == max(g["isolated_in"] for g in gains)
+    assert numbers["ch3_repair_gain_swap"] == pytest.approx(sum(g["gain_swap"] for g in gains) / len(gains))
     assert cited("03_training_random_sparse_networks.ipynb") <= set(numbers)
     assert numbers["ch3_dense"] == rds.dense_stats(records["rule_density_sweep"]["result"])["mean"]
 

@@ -283,3 +283,48 @@ def test_sweep_explorers_draw_stored_points_only(quick_results):
         draw_width_gap(fig, ws, 3.0, 0.1)
     twin = training_sweep_explorer(ws, static=True, density=0.1, dpi=30)
     assert twin.data.count("data:image/png;base64") == len(width_sweep.presets("quick").widths)
+
+
+# ----------------------------------------------------------------------------- does repair matter? (repair_ablation)
+
+
+def test_repair_ablation_quick_arms_share_the_mask(tmp_path):
+    from rpbook.experiments import repair_ablation
+
+    store = ResultStore(tmp_path)
+    config = get_experiment("repair_ablation").config("quick", hiddens=((48, 48),), densities=(0.05,))
+    result = run_experiment("repair_ablation", "quick", config=config, store=store, progress=False,
+                            device="cpu")["result"]
+    rows = {r["arm"]: r for r in result["runs"]}
+    assert set(rows) == set(repair_ablation.ARMS)
+    # the three arms start from the same unrepaired mask: the same isolated units, the same seed
+    assert len({json.dumps(r["isolated"], sort_keys=True) for r in rows.values()}) == 1
+    assert rows["none"]["isolated"]["without_input"] > 0  # the quick cell does have units to repair
+    # add only adds; swap pays for its edges where it can, so it never keeps more than add
+    assert rows["add"]["nonzero"] > rows["none"]["nonzero"]
+    assert rows["none"]["nonzero"] <= rows["swap"]["nonzero"] <= rows["add"]["nonzero"]
+    gain = result["gains"][0]
+    assert gain["gain_add"] == pytest.approx(rows["add"]["test_acc"] - rows["none"]["test_acc"])
+    assert repair_ablation.mean_gain(result, "swap")["cells"] == 1
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hiddens", (), "hiddens must be"), ("model", "lenet5", "trains MLPs"), ("densities", (1.0,), "below 1"),
+    ("rules", ("nope",), "unknown layer-wise density rule"),
+])
+def test_repair_ablation_bad_fields_are_named(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        get_experiment("repair_ablation").config("quick", **{field: value})
+
+
+def test_score_rule_trains_with_scores_of_a_dense_copy():
+    from rpbook.experiments.sparse_run import SparseRun, train_sparse
+    from rpbook.train import TrainConfig
+
+    run = SparseRun(model="mlp", hidden=(32, 32), density=0.1, rule="snip-ratio", n_train=256, seed=0,
+                    train=TrainConfig(epochs=1, batch_size=64))
+    a, b = train_sparse(run, progress=False), train_sparse(run, progress=False)
+    assert a["density"] == pytest.approx(0.1, abs=0.01)
+    assert [layer["density"] for layer in a["layers"]] == [layer["density"] for layer in b["layers"]]
+    with pytest.raises(ValueError, match="repair must be"):
+        SparseRun(repair="grow")

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from rpbook.masks import (
-    RULES,
+    ALL_RULES,
     Masking,
     apply_masks,
     count_nonzero_parameters,
@@ -18,6 +18,7 @@ from rpbook.masks import (
     layer_shapes,
     layerwise_densities,
     mask_model,
+    needs_scores,
     pyramidal_ratio,
     repair_dead_units,
     sample_er_mask,
@@ -84,6 +85,19 @@ def test_balanced_redistributes_what_clipped_layers_do_not_use():
     assert dens[CONV1] == 1.0 and dens[LINEAR] == 1.0
 
 
+def scores_for(shapes, rule, seed=0):
+    """Random pruning scores for a score-derived rule (None for the others): the budget must hold for any scores."""
+    if not needs_scores(rule):
+        return None
+    return _random_scores(tuple(tuple(s) for s in shapes), seed)
+
+
+@functools.lru_cache(maxsize=8)
+def _random_scores(shapes, seed):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(s, generator=g) for s in shapes]
+
+
 MODEL_SHAPES = {
     "mlp": (40,), "lenet5": (1, 8, 8), "convnet": (1, 8, 8), "resnet20": (3, 32, 32),
     "resnet32": (3, 32, 32), "resnet56": (3, 32, 32), "vgg16": (3, 32, 32),
@@ -96,19 +110,20 @@ def model_shapes(model_name):
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
-@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("rule", list(ALL_RULES))
 def test_realized_density_equals_request_for_every_model(model_name, rule):
     shapes = list(model_shapes(model_name))
     sizes = [math.prod(s) for s in shapes]
     total = sum(sizes)
+    scores = scores_for(shapes, rule)
     for p in (0.5, 0.1, 0.01):
         for first, last in ((False, False), (True, False), (False, True), (True, True)):
             fixed = (sizes[0] if first else 0) + (sizes[-1] if last and (len(sizes) > 1 or not first) else 0)
             if fixed > p * total:
                 with pytest.raises(ValueError, match="too low to keep the first/last layer dense"):
-                    layerwise_densities(shapes, p, rule, dense_first=first, dense_last=last)
+                    layerwise_densities(shapes, p, rule, dense_first=first, dense_last=last, layer_scores=scores)
                 continue
-            dens = layerwise_densities(shapes, p, rule, dense_first=first, dense_last=last)
+            dens = layerwise_densities(shapes, p, rule, dense_first=first, dense_last=last, layer_scores=scores)
             assert all(0 < d <= 1 for d in dens)
             if first:
                 assert dens[0] == 1.0
@@ -128,10 +143,10 @@ def test_realized_density_equals_request_for_every_model(model_name, rule):
         min_size=1, max_size=8,
     ),
     p=st.floats(0.001, 1.0),
-    rule=st.sampled_from(RULES),
+    rule=st.sampled_from(list(ALL_RULES)),
 )
 def test_budget_is_met_for_any_layout(shapes, p, rule):
-    dens = layerwise_densities(shapes, p, rule)
+    dens = layerwise_densities(shapes, p, rule, layer_scores=scores_for(shapes, rule))
     sizes = [math.prod(s) for s in shapes]
     assert all(0 < d <= 1 + 1e-12 for d in dens)
     assert sum(d * n for d, n in zip(dens, sizes)) == pytest.approx(p * sum(sizes), rel=1e-6)
@@ -334,3 +349,75 @@ def test_redistribute_is_validated_and_reaches_sample_masks():
     assert kept < 0.34 * sum(m.numel() for m in clipped.values())
     again = masks.sample_masks(net, 0.5, "balanced", seed=0, redistribute=False)
     assert all(torch.equal(clipped[k], again[k]) for k in clipped)
+
+
+# ----------------------------------------------------------------------------- the rules of chapter 3's *More layer-wise rules*
+
+MLP_SHAPES = [(256, 40), (256, 256), (10, 256)]
+
+
+def test_uniform_plus_keeps_first_dense_and_last_at_the_floor():
+    sizes = [math.prod(s) for s in MLP_SHAPES]
+    dens = layerwise_densities(MLP_SHAPES, 0.2, "uniform+")
+    # the first layer (10,240 weights) fits in the budget (15,616): dense; the rest uniform but the last >= 0.2
+    assert dens[0] == 1.0 and dens[2] == pytest.approx(0.2)
+    assert sum(d * n for d, n in zip(dens, sizes)) == pytest.approx(0.2 * sum(sizes), rel=1e-12)
+    # at 5 % the first layer alone exceeds the budget: the pin is dropped, the classifier floor stays
+    dens = layerwise_densities(MLP_SHAPES, 0.05, "uniform+")
+    assert dens[0] < 1.0 and dens[2] == pytest.approx(0.2) and dens[0] == pytest.approx(dens[1])
+
+
+def test_erk_plus_keeps_the_classifier_dense_and_is_erk_elsewhere():
+    dens = layerwise_densities(R18, 0.01, "erk+")
+    erk = layerwise_densities(R18, 0.01, "erk")
+    assert dens[LINEAR] == 1.0
+    # the other layers keep ERK's proportions (ERK's ratio between two free layers)
+    assert dens[L3_CONV] / dens[L4_CONV] == pytest.approx(erk[L3_CONV] / erk[L4_CONV], rel=1e-9)
+
+
+def test_score_rules_read_densities_off_the_global_top_k():
+    # scores that are larger in layer 1 than anywhere else: the top-k fills layer 1 first
+    scores = [torch.full(MLP_SHAPES[0], 1.0), torch.full(MLP_SHAPES[1], 3.0), torch.full(MLP_SHAPES[2], 2.0)]
+    sizes = [math.prod(s) for s in MLP_SHAPES]
+    p = 0.9  # a budget of 70,502 weights: all 65,536 of layer 1, all 2,560 of layer 2, the rest to layer 0
+    dens = layerwise_densities(MLP_SHAPES, p, "snip-ratio", layer_scores=scores)
+    assert dens[1] == 1.0 and dens[2] == 1.0
+    assert dens[0] == pytest.approx((0.9 * sum(sizes) - 65_536 - 2_560) / 10_240, rel=1e-9)
+    # at 10 % the top-k lies inside layer 1; the others keep about one weight each (half a weight's share)
+    dens = layerwise_densities(MLP_SHAPES, 0.1, "snip-ratio", layer_scores=scores)
+    assert layer_counts(MLP_SHAPES, dens)[0] == 1 and layer_counts(MLP_SHAPES, dens)[2] == 1
+    assert sum(d * n for d, n in zip(dens, sizes)) == pytest.approx(0.1 * sum(sizes), rel=1e-12)
+    with pytest.raises(ValueError, match="pass layer_scores"):
+        layerwise_densities(MLP_SHAPES, p, "grasp-ratio")
+
+
+def test_score_rule_masks_use_snip_scores_and_stay_random():
+    from rpbook.pruning import compute_scores
+
+    model = build_model("mlp", in_shape=(40,), num_classes=10, hidden=(64, 64))
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(32, 40, generator=g), torch.randint(0, 10, (32,), generator=g))
+    scores = compute_scores("snip", model, batch)
+    a = sample_masks(model, 0.1, "snip-ratio", seed=1, layer_scores=scores)
+    b = sample_masks(model, 0.1, "snip-ratio", seed=1, layer_scores=scores)
+    c = sample_masks(model, 0.1, "snip-ratio", seed=2, layer_scores=scores)
+    shapes = layer_shapes(model)
+    dens = layerwise_densities(shapes, 0.1, "snip-ratio", layer_scores=list(scores.values()))
+    for (name, mask), k in zip(a.items(), layer_counts(shapes, dens)):
+        assert int(mask.sum()) == k and torch.equal(mask, b[name])
+    assert any(not torch.equal(a[n], c[n]) for n in a)  # the mask is random, only its per-layer counts are read off
+
+
+def test_add_repair_adds_edges_and_swap_keeps_the_count():
+    mask = sample_er_mask((64, 64), 0.01, seed=0)
+    swap = repair_dead_units(mask, seed=0, mode="swap")
+    add = repair_dead_units(mask, seed=0, mode="add")
+    for m in (swap, add):
+        assert bool(m.any(dim=1).all()) and bool(m.any(dim=0).all())
+    assert int(swap.sum()) == int(mask.sum()) or int(swap.sum()) > int(mask.sum())  # grows only if nothing can move
+    assert int(add.sum()) > int(mask.sum())
+    assert bool((add | mask).eq(add).all())  # add keeps every original edge
+    with pytest.raises(ValueError, match="repair mode"):
+        repair_dead_units(mask, seed=0, mode="grow")
+    with pytest.raises(ValueError, match="repair must be"):
+        sample_masks(build_model("mlp", in_shape=(40,), num_classes=10), 0.1, repair="grow")

@@ -17,7 +17,7 @@ from scipy import stats
 
 from ..graphs import (NetworkTopology, chain_adjacencies, layered_positions, network_graph, network_topology,
                       reachability)
-from ..masks import RULES, check_density, check_rule, layerwise_densities, sample_masks
+from ..masks import check_density, check_rule, layerwise_densities, sample_masks, shape_rules
 from ..models import MLP
 from .explorer import VARY_CHOICES, figure_png, fixed_layout_figure, frames_twin, live_panel
 from .style import DEAD_COLOR, LIVE_COLOR, PALETTE, axes_or_new, book_style, nice_number, rule_color, rule_label
@@ -248,7 +248,7 @@ class GraphExplorer:
 
     # -- views
     def live(self, *, density: float = 0.1, width: int = 128, rule: str = "erk",
-             densities: Sequence[float] = DENSITIES, widths: Sequence[int] = WIDTHS, rules: Sequence[str] = RULES):
+             densities: Sequence[float] = DENSITIES, widths: Sequence[int] = WIDTHS, rules: Sequence[str] | None = None):
         """Sliders (density, width) and a rule dropdown, live in Jupyter/Colab.
 
         Returns an ``ipywidgets.interactive``; display it, move a slider, and
@@ -257,6 +257,7 @@ class GraphExplorer:
         """
         import ipywidgets as widgets
 
+        rules = shape_rules() if rules is None else rules  # score-derived rules need a data batch
         densities = sorted({check_density(d) for d in (*densities, density)})
         widths = sorted({_check_width_units(w) for w in (*widths, width)})
         style = {"description_width": "initial"}

@@ -2,7 +2,7 @@
 width and depth sweeps, seed spread, and the explorer over the stored sweeps.
 
 The figures only read stored experiment results (``rule_density_sweep``,
-``width_sweep``, ``depth_sweep``, ``rule_seed_spread``): no training happens here.
+``width_sweep``, ``depth_sweep``, ``rule_seed_spread``, ``repair_ablation``): no training happens here.
 
 The notebook of this chapter imports this module (and the science modules) only;
 no chapter module imports another.
@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..experiments import repair_ablation as rab
 from ..experiments import rule_density_sweep as rds
 from ..experiments import rule_seed_spread as rss
 from ..experiments import width_sweep as ws
@@ -347,6 +348,83 @@ def training_sweep_explorer(result: dict, *, static: bool = False, density: floa
 
 
 
+
+
+#: Colours and markers of the two repairs in the *Does repair matter?* figure.
+REPAIR_STYLE: dict[str, dict] = {"swap": {"color": PALETTE["blue"], "marker": "o", "label": "swap (count kept)"},
+                                 "add": {"color": PALETTE["orange"], "marker": "s", "label": "add (count grows)"}}
+
+
+def plot_repair_gains(result: Mapping, ax: "plt.Axes | None" = None) -> "plt.Axes":
+    """Accuracy gain of each repair over the unrepaired mask, per width × rule × density (chapter 3, *Does repair matter?*).
+
+    Points are the mean gain over seeds, bars ± one standard error of the
+    difference; each tick names the cell and the fraction of hidden units the
+    unrepaired mask left without any input.
+    """
+    ax = axes_or_new(ax)
+    gains = result["gains"]
+    cut_out = repair_cut_off(result)
+    x = np.arange(len(gains))
+    for k, mode in enumerate(REPAIR_STYLE):
+        st = REPAIR_STYLE[mode]
+        ax.errorbar(x + (k - 0.5) * 0.25, [g[f"gain_{mode}"] for g in gains], yerr=[g[f"gain_{mode}_se"] for g in gains],
+                    fmt=st["marker"], color=st["color"], label=st["label"], capsize=3, ms=5, lw=1.2)
+    ax.axhline(0.0, color=PALETTE["grey"], lw=1, ls="--")
+    ax.set_xticks(x, [f"{rule_label(g['rule'])}, {g['hidden'].split('-')[0]}\np={g['density']:g}\n"
+                      f"{g['isolated_in']:.0%} / {c['without_output']:.0%}" for g, c in zip(gains, cut_out)],
+                  fontsize=8)
+    ax.set_xlabel("rule, hidden units per layer, density; % of hidden units with no input / no output")
+    ax.set_ylabel("test accuracy gain over no repair")
+    ax.legend(loc="best")
+    return ax
+
+
+def repair_cut_off(result: Mapping) -> list[dict]:
+    """Per gains cell: mean over seeds of the unrepaired masks' shares of hidden units without input / output, and
+    the unrepaired mask's nonzero weights (chapter 3, *Does repair matter?*)."""
+    out = []
+    for g in result["gains"]:
+        rows = [r for r in result["runs"] if r["arm"] == "none" and r["hidden"] == g["hidden"]
+                and r["rule"] == g["rule"] and r["density"] == g["density"]]
+        out.append({key: float(np.mean([r["isolated"][key] for r in rows])) for key in ("without_input", "without_output")}
+                   | {"nonzero": float(np.mean([r["nonzero"] for r in rows]))})
+    return out
+
+
+def repair_numbers(record: Mapping) -> dict:
+    """The numbers the *Does repair matter?* prose quotes, from the stored ``repair_ablation`` record (chapter 3)."""
+    result = record["result"]
+    gains = result["gains"]
+    worst = max(gains, key=lambda g: g["isolated_in"])
+    out = {"ch3_repair_minutes": record["provenance"]["wall_time_s"] / 60, "ch3_repair_cells": len(gains),
+           "ch3_repair_isolated_max": worst["isolated_in"], "ch3_repair_worst_rule": rule_label(worst["rule"]),
+           "ch3_repair_worst_p": worst["density"], "ch3_repair_worst_units": int(worst["hidden"].split("-")[0]),
+           "ch3_repair_worst_none": worst["none"]}
+    for mode in ("swap", "add"):
+        stats = rab.mean_gain(result, mode)
+        out[f"ch3_repair_gain_{mode}"] = stats["mean"]
+        out[f"ch3_repair_gain_{mode}_min"] = stats["min"]
+        out[f"ch3_repair_gain_{mode}_max"] = stats["max"]
+        out[f"ch3_repair_worst_gain_{mode}"] = worst[f"gain_{mode}"]
+        out[f"ch3_repair_worst_gain_{mode}_se"] = worst[f"gain_{mode}_se"]
+        out[f"ch3_repair_separated_{mode}"] = sum(abs(g[f"gain_{mode}"]) > 2 * g[f"gain_{mode}_se"] for g in gains)
+        out[f"ch3_repair_extra_{mode}"] = max(g[f"extra_weights_{mode}"] for g in gains)
+    cut = repair_cut_off(result)
+    out["ch3_repair_worst_no_output"] = cut[gains.index(worst)]["without_output"]
+    # Where add and swap differ most: how many weights the add put in, relative to the mask's count.
+    k = max(range(len(gains)), key=lambda i: gains[i]["gain_add"] - gains[i]["gain_swap"])
+    d = gains[k]
+    out.update({"ch3_repair_split_rule": rule_label(d["rule"]), "ch3_repair_split_p": d["density"],
+                "ch3_repair_split_units": int(d["hidden"].split("-")[0]), "ch3_repair_split_add": d["gain_add"],
+                "ch3_repair_split_swap": d["gain_swap"], "ch3_repair_split_extra": d["extra_weights_add"],
+                "ch3_repair_split_extra_rel": d["extra_weights_add"] / cut[k]["nonzero"]})
+    erk = [c["without_output"] for g, c in zip(gains, cut) if g["rule"] == "erk"]
+    uni = [c["without_output"] for g, c in zip(gains, cut) if g["rule"] == "uniform"]
+    if erk and uni:
+        out["ch3_repair_no_output_erk_max"] = max(erk)
+        out["ch3_repair_no_output_uniform_max"] = max(uni)
+    return out
 
 
 # ----------------------------------------------------------------------------- the numbers the prose quotes

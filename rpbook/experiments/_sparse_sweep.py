@@ -139,11 +139,11 @@ class UnitTrainer:
         return self._data
 
     def run(self, *, model: str, density: float, rule: str = "erk", seed: int, width: float = 1.0,
-            hidden: tuple[int, ...] | None = None, depth: int | None = None) -> dict:
+            hidden: tuple[int, ...] | None = None, depth: int | None = None, repair: bool | str = False) -> dict:
         """Train one network and return its compact record (accuracies, losses, sizes, curve)."""
         run = SparseRun(model=model, dataset=self.config.dataset, width=float(width),
                         hidden=tuple(hidden) if hidden is not None else None, depth=depth, density=float(density),
-                        rule=rule, init=self.config.init, n_train=self.config.n_train, seed=seed,
+                        rule=rule, repair=repair, init=self.config.init, n_train=self.config.n_train, seed=seed,
                         train=self.config.train)
         report = train_sparse(run, device=self.device, progress=False, data=self.data)
         last = report["history"][-1]

@@ -14,7 +14,7 @@ import math
 
 from dataclasses import dataclass, field
 
-from ..masks import RULES, sample_masks
+from ..masks import ALL_RULES, sample_masks
 from ..train import TrainConfig
 from . import Experiment, RunContext
 from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
@@ -53,7 +53,7 @@ presets = profile_presets(
     quick=lambda: RuleDensityConfig(hidden=(32, 32), densities=(0.1, 0.01), n_train=500, seeds=(0,),
                                     train=train_preset("quick")),
     standard=lambda: RuleDensityConfig(train=train_preset("standard")),
-    full=lambda: RuleDensityConfig(model="vgg16", dataset="cifar10", hidden=None, rules=tuple(RULES), train=train_preset("full")),
+    full=lambda: RuleDensityConfig(model="vgg16", dataset="cifar10", hidden=None, rules=tuple(ALL_RULES), train=train_preset("full")),
 )
 
 

@@ -7,6 +7,7 @@ once per unit of their sweep.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import numbers
@@ -19,7 +20,7 @@ from ..config import choose_device, seed_everything
 from ..validators import check_seed
 from ..data import DATASET_NAMES, load_dataset
 from ..init import check_init, initialize_
-from ..masks import check_density, check_rule, mask_model, sparsity_report
+from ..masks import SCORE_RULE_METHODS, check_density, check_repair, check_rule, mask_model, needs_scores, sparsity_report
 from ..models import MODEL_NAMES, build_model
 from ..train import TrainConfig, fit
 
@@ -48,7 +49,7 @@ class SparseRun:
     rule: str = "erk"
     dense_first: bool = False
     dense_last: bool = False
-    repair: bool = False
+    repair: bool | str = False
     init: str = "unit-scaled"
     n_train: int | None = None
     seed: int = 0
@@ -72,6 +73,7 @@ class SparseRun:
             raise ValueError(f"depth must be an integer in [0, {MAX_LAYERS}], got {self.depth!r}")
         check_density(self.density)
         check_rule(self.rule)
+        check_repair(self.repair)
         check_init(self.init)
         check_seed(self.seed)
         if not isinstance(self.train, TrainConfig):
@@ -106,6 +108,22 @@ def check_model_size(run: SparseRun, in_shape: tuple[int, ...], num_classes: int
     return size
 
 
+def layer_scores_for_rule(run: SparseRun, model: torch.nn.Module, data: Any) -> dict[str, torch.Tensor]:
+    """Pruning scores for a score-derived rule (``snip-ratio``, ``grasp-ratio``; chapter 3, *More layer-wise rules*).
+
+    As in Liu et al.'s code: the scores of a dense copy of the network, freshly
+    initialised (the ``dense`` init, seeded by the run), on one mini-batch of
+    training data (the first ``batch_size`` examples). The layer densities are
+    read off their global top-k; the masks themselves stay random.
+    """
+    from ..pruning import compute_scores
+
+    scoring = copy.deepcopy(model)
+    initialize_(scoring, "dense", seed=run.seed)
+    n = min(run.train.batch_size, len(data.x_train))
+    return compute_scores(SCORE_RULE_METHODS[run.rule], scoring, (data.x_train[:n], data.y_train[:n]))
+
+
 def train_sparse(
     run: SparseRun,
     *,
@@ -138,8 +156,9 @@ def train_sparse(
                         width=run.width, hidden=run.hidden, depth=run.depth)
     masking = None
     if run.density < 1.0:
+        scores = layer_scores_for_rule(run, model, data) if needs_scores(run.rule) else None
         masking = mask_model(model, run.density, run.rule, seed=run.seed, dense_first=run.dense_first,
-                             dense_last=run.dense_last, repair=run.repair)
+                             dense_last=run.dense_last, repair=run.repair, layer_scores=scores)
     initialize_(model, run.init, seed=run.seed)
     config = dataclasses.replace(run.train, seed=run.seed)
     # the run's fields join the checkpoint fingerprint: resuming with another density or rule is refused by name

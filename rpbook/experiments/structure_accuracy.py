@@ -23,14 +23,15 @@ import torch
 
 from ..config import seed_everything
 from ..data import load_dataset
-from ..init import initialize_
+from ..init import check_init, initialize_
 from ..kernels import PATTERNS, nm_for_density, structured_mask
 from ..masks import Masking, maskable_layers
 from ..models import MLP
 from ..train import TrainConfig, fit
 from ..results import Tolerance
 from . import Experiment, RunContext
-from ._sparse_sweep import check_common, check_sparse_densities, seed_stats, train_preset
+from ._sparse_sweep import check_sparse_densities, seed_stats, train_preset
+from .specs import DataSpec, TrainingSpec
 
 # Bit-identical on the same numeric environment. Elsewhere training drifts in the last bits; like chapter 3's
 # sweeps, a test accuracy may move by a few of the 1000 MNIST-1D test examples (not measured for this
@@ -60,7 +61,10 @@ class StructureAccuracyConfig:
     train: TrainConfig = field(default_factory=lambda: train_preset("standard"))
 
     def __post_init__(self) -> None:
-        check_common(self)
+        # Not composed of the specs (that would add fields and change the stored hash): borrow their checks.
+        DataSpec.check_data(self)
+        check_init(self.init)
+        TrainingSpec.check_training(self)
         check_sparse_densities(self.densities)
         for p in self.densities:
             nm_for_density(p)  # ValueError if no N:M pattern has this density
