@@ -374,6 +374,8 @@ class FieldCheck:
     @property
     def used(self) -> float:
         """The difference as a fraction of what the tolerance allows (inf where nothing was allowed)."""
+        if self.tolerance is not None and self.tolerance.any_value:
+            return 0.0
         diff = self.difference
         if diff is None:
             return math.inf if self.verdict == "differs" else 0.0

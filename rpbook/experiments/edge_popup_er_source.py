@@ -121,13 +121,13 @@ def width_needed(result: dict, base_units: int, threshold: float) -> list[dict]:
     return out
 
 
-# Not yet measured across CPUs (4 CPU-minutes): set by analogy with the chapter-3 sweeps (at most
-# 4 of 1,000 test examples moved). edge-popup's top-k of scores is a discrete step, so a few more.
-# Kept counts are fixed by k and must stay equal.
-_WHY = "by analogy with the measured chapter-3 spread, widened for the top-k step"
+# Measured with ATEN_CPU_CAPABILITY=default against the AVX-512 original: 6 final test accuracies moved,
+# by at most 0.0084 (3 of 359 test digits); kept counts are fixed by k and stayed equal. The per-epoch
+# validation curves are not read by chapter 6 (see edge_popup_width, where they swing by up to 0.29).
+_MEASURED = "measured with ATEN_CPU_CAPABILITY=default"
 TOLERANCES = {
-    "rows.#.test_accuracy": Tolerance(abs=0.02, why=f"7 of 359 test digits; {_WHY}"),
-    "rows.#.val_acc.#": Tolerance(abs=0.03, why=_WHY),
+    "rows.#.test_accuracy": Tolerance(abs=0.03, why=f"11 of 359 test digits; {_MEASURED}: at most 3"),
+    "rows.#.val_acc.#": Tolerance(any_value=True, why="not read by chapter 6; early epochs of edge-popup swing"),
 }
 
 EXPERIMENT = Experiment(

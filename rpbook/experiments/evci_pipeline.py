@@ -534,15 +534,15 @@ def curves_of(result: dict, setup: str, method: str, key: str = "grad_norm") -> 
 _WHY = "by analogy with chapter 3's measured spread, widened for chained discrete steps"
 TOLERANCES = {
     "*.interpolation.*.barrier": Tolerance(abs=0.05, why=_WHY),
-    "*test_accuracy*": Tolerance(abs=0.03, why=f"11 of 359 digits / 30 of 1,000 MNIST-1D examples; {_WHY}"),
-    "*train_acc*": Tolerance(abs=0.03, why=_WHY),
+    "*test_accuracy*": Tolerance(abs=0.085, why=f"as s2s_imp's measured pruning-then-training spread (0.057), x1.5; {_WHY}"),
+    "*train_acc*": Tolerance(abs=0.085, why=f"as s2s_imp's measured spread; {_WHY}"),
     "*loss*": Tolerance(rel=0.05, why=_WHY),
     "*mask_changed_fraction*": Tolerance(abs=0.01, why=_WHY),
     "*distance*": Tolerance(rel=0.02, why=_WHY),
     "units.#.pruned_norm": Tolerance(rel=0.02, why=_WHY),
     "*grad_norm*": Tolerance(rel=0.1, why=f"gradient norms fluctuate step to step; {_WHY}"),
     "*update_gain*": Tolerance(rel=0.1, why=_WHY),
-    "summary.*": Tolerance(abs=0.03, rel=0.1, why=_WHY),
+    "summary.*": Tolerance(abs=0.05, rel=0.1, why=f"seed means; s2s_imp's measured 0.034, x1.5; {_WHY}"),
 }
 
 EXPERIMENT = Experiment(

@@ -286,15 +286,20 @@ def flops_table(result: dict, targets: Any = None) -> list[dict]:
     return out
 
 
-# IMP trains, prunes by magnitude and retrains: on another numeric environment the weights differ in
-# the last bits, a few other weights fall below the threshold, and training amplifies that. By analogy
-# with the measured spreads (chapter 3: per-run accuracy within 4 of 1,000 test examples; layer_collapse:
-# per-layer densities within 0.0016), with 3x room; FLOP counts follow the per-layer densities.
-_WHY = "by analogy with chapter 3's and layer_collapse's measured spreads, x3"
+# IMP trains, prunes by magnitude and retrains for ten levels: on another numeric environment the
+# weights differ in the last bits, a few other weights fall below a threshold, and the next levels
+# amplify that. Measured with ATEN_CPU_CAPABILITY=default against the AVX-512 original: per-run test
+# accuracy moved by up to 0.057 (57 of 1,000 examples), seed means by up to 0.034, per-layer densities
+# by up to 0.008, FLOP counts by 0.06 % (their seed spread, 0 in the original, becomes about 2e5 FLOPs).
+# The tolerances give about 1.5x that. Chapter 7 says its IMP differences are within this noise.
+_MEASURED = "about 1.5x the change measured with ATEN_CPU_CAPABILITY=default"
 TOLERANCES = {
-    "runs.#.layer_densities.#": Tolerance(abs=0.005, why=_WHY),
-    "*flops*": Tolerance(rel=0.01, why=f"FLOPs follow the per-layer densities; {_WHY}"),
-    "*_acc*": Tolerance(abs=0.015, why=f"15 of 1,000 test examples; {_WHY}"),
+    "runs.#.layer_densities.#": Tolerance(abs=0.015, why=f"measured 0.008; {_MEASURED}"),
+    "*flops*": Tolerance(abs=5e5, rel=1e-3, why=f"measured 0.06 % and a spread of 2e5 FLOPs; {_MEASURED}"),
+    "*test_acc.std": Tolerance(abs=0.035, why=f"measured 0.023; {_MEASURED}"),
+    "*test_acc.sem": Tolerance(abs=0.02, why=f"measured 0.013; {_MEASURED}"),
+    "summary.*": Tolerance(abs=0.05, why=f"seed means measured within 0.034; {_MEASURED}"),
+    "*_acc*": Tolerance(abs=0.085, why=f"85 of 1,000 test examples; measured 57; {_MEASURED}"),
 }
 
 EXPERIMENT = Experiment(
