@@ -167,7 +167,7 @@ TOLERANCES = {
     "runs.#.layer_kept.#": Tolerance(abs=30, why=f"measured at most 9 weights; {_MEASURED}"),
     "runs.#.layer_densities.#": Tolerance(abs=0.005, why=f"measured 0.0016; {_MEASURED}"),
     "*paths": Tolerance(rel=0.12, why=f"measured 4 %; {_MEASURED}"),
-    "*_acc*": Tolerance(abs=0.015, why="15 of 1,000 test examples, as chapter 3's measured training spread x3"),
+    "*_acc*": Tolerance(abs=0.03, why="30 of 1,000 test examples; measured at most 16 here with ATEN_CPU_CAPABILITY=default, x2"),
 }
 
 EXPERIMENT = Experiment(
