@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -75,16 +76,19 @@ def test_no_hand_typed_copy_of_a_glued_number(path):
         if name not in values:
             continue
         try:
-            value = eval(values[name], {"nan": float("nan"), "inf": float("inf")})  # a repr of a number or a str
-        except Exception:
+            value = ast.literal_eval(values[name])  # a repr of a number or a str; never run as code
+        except (ValueError, SyntaxError):
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
+        if float(value).is_integer() and value >= 64 and int(value) & (int(value) - 1) == 0:
+            continue  # 64, 128, 256, ...: layer widths and batch sizes recur in the prose; text cannot tell them apart
         rendered = format(value, fmt) if fmt else str(value)
         significant = sum(ch.isdigit() for ch in rendered.lstrip("-0.,"))
         if sum(ch.isdigit() for ch in rendered) < 3 or significant < 2:
             continue  # round numbers such as 0.01, 0.1 or 24 occur for many reasons
-        pattern = r"(?<![\d.,])" + re.escape(rendered) + r"(?![\d])"
+        # not inside a hyphenated architecture name such as 40-256-256-10
+        pattern = r"(?<![\d.,-])" + re.escape(rendered) + r"(?![\d-])"
         assert not re.search(pattern, typed), f"{path.name}: {rendered} ({name}) is typed by hand beside its glue"
 
 
