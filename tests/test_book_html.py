@@ -49,15 +49,17 @@ WIDTHS = {"phone": 400, "desktop": 1400}
 BUILD_TIMEOUT_S = 900
 
 
-def _toc_pages() -> tuple[str, list[str], list[str]]:
-    """The root page, the chapters and the pages of the Assignments part (instructor guide and labs)."""
+def _toc_pages() -> tuple[str, list[str], list[str], list[str]]:
+    """The root page, the notebook chapters, the Assignments part, and the Markdown pages (closing chapter, appendix)."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     parts = {part["caption"]: [entry["file"] for entry in part["chapters"]] for part in toc.get("parts", [])}
     chapters = [entry["file"] for entry in toc.get("chapters", [])] + parts.get("Chapters", [])
-    return toc["root"], chapters, parts.get("Assignments", [])
+    notebooks = [c for c in chapters if (ROOT / f"{c}.ipynb").is_file()]
+    markdown = [c for c in chapters + parts.get("Appendix", []) if (ROOT / f"{c}.md").is_file()]
+    return toc["root"], notebooks, parts.get("Assignments", []), markdown
 
 
-ROOT_PAGE, CHAPTER_PAGES, ASSIGNMENT_PAGES = _toc_pages()
+ROOT_PAGE, CHAPTER_PAGES, ASSIGNMENT_PAGES, MARKDOWN_PAGES = _toc_pages()
 
 
 def _chromium_or_skip() -> str:
@@ -240,6 +242,19 @@ def test_chapter_page(browser, server, chapter, screen):
         "no download button for the notebook"
     _check_twins(page)
     _screenshot(page, f"{Path(chapter).name}-{screen}")
+    assert not _real_errors(errors), _real_errors(errors)
+    page.close()
+
+
+@pytest.mark.parametrize("screen", WIDTHS)
+@pytest.mark.parametrize("page_name", MARKDOWN_PAGES, ids=lambda c: Path(c).name)
+def test_markdown_page(browser, server, page_name, screen):
+    """The closing chapter and the appendix pages: a title, math rendered, no overflow, no console error."""
+    page, errors = _open(browser, f"{server}/{page_name}.html", WIDTHS[screen])
+    assert page.locator("article h1").count() >= 1, "no page title"
+    _check_math(page)
+    _check_fits_the_screen(page)
+    _screenshot(page, f"{Path(page_name).name}-{screen}")
     assert not _real_errors(errors), _real_errors(errors)
     page.close()
 

@@ -207,7 +207,7 @@ def test_cli_checkpoint_folder_rules(tmp_path, capsys):
     (["--init", "dense"], "run.init ('unit-scaled' in the checkpoint, 'dense' now)"),
     (["--dense-first"], "run.dense_first (False in the checkpoint, True now)"),
     (["--dense-last"], "run.dense_last (False in the checkpoint, True now)"),
-    (["--repair"], "run.repair (False in the checkpoint, True now)"),
+    (["--repair"], "run.repair (False in the checkpoint, 'swap' now)"),
     (["--n-train", "120"], "data.n_train (100 in the checkpoint, 120 now)"),
     (["--seed", "1"], "config.seed (0 in the checkpoint, 1 now)"),
 ])
