@@ -27,7 +27,10 @@ def test_chapter_runs_in_simulated_colab_without_upgrading_anything(tmp_path):
                            capture_output=True, text=True).stdout.strip()
     if dirty:
         pytest.skip(f"the simulation clones the committed repository; uncommitted changes: {dirty.splitlines()[:3]}")
-    result = run_chapter(CHAPTER, tmp_path)
+    # A short per-cell timeout: nbclient sometimes waits a whole timeout on a cell that draws an
+    # ipywidgets `interact` panel before it sees the cell finish (then it goes on normally), so a
+    # long timeout only makes that rare stall long. Every cell of this chapter takes seconds.
+    result = run_chapter(CHAPTER, tmp_path, timeout=90)
     assert not upgraded(result["before"], result["after"]), "the Colab install cell upgraded a preinstalled package"
     assert result["after"]["ipywidgets"] == "7.7.1"
     # rpbook came from the clone, installed into the Colab runtime, and found the clone's stored results
