@@ -441,10 +441,3 @@ def compare_results(stored: Any, regenerated: Any, tolerances: "dict[str, Tolera
 
     walk("", stored, regenerated)
     return checks
-
-
-def summarize_checks(checks: list[FieldCheck], worst: int = 3) -> dict:
-    """Counts per verdict and the largest differences (relative to their tolerance), for ``rpbook verify``."""
-    counts = {v: sum(c.verdict == v for c in checks) for v in ("exact", "within", "differs")}
-    ranked = sorted((c for c in checks if c.verdict != "exact"), key=lambda c: (c.verdict != "differs", -c.used))
-    return {"counts": counts, "worst": ranked[:worst], "ok": counts["differs"] == 0}
