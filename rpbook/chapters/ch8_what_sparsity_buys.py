@@ -320,7 +320,7 @@ def numbers(timings: Mapping, accuracy: Mapping | None = None) -> dict:
         for p, r in rows.items():
             out[f"mem_w{w}_{tag(p)}"] = (r["bytes_values"] + r["bytes_indices"]) / r["bytes_dense"]
             out[f"mem_index_share_w{w}_{tag(p)}"] = r["bytes_indices"] / (r["bytes_values"] + r["bytes_indices"])
-    # the density below which CSR (float32 values, int64 indices) takes less memory than dense, for a big square layer
+    # the density below which CSR (float32 values, int32 indices: INDEX_BYTES) takes less memory than dense, for a big square layer
     n = 4096
     out["mem_break_even"] = next(p / 10000 for p in range(10000, 0, -1)
                                  if csr_bytes(n, n, int(p / 10000 * n * n)) <= 4 * n * n)
