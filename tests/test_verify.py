@@ -46,6 +46,10 @@ def noisy(monkeypatch, tmp_path):
 def test_tolerance_checks_its_numbers():
     assert Tolerance(abs=0.01).allows(0.5, 0.509) and not Tolerance(abs=0.01).allows(0.5, 0.52)
     assert Tolerance(rel=0.1).allows(100.0, 109.0) and not Tolerance(rel=0.1).allows(100.0, 112.0)
+    # A bound of 12 of 400 validation examples admits 12 examples, although 0.5975 - 0.5675 rounds above 0.03;
+    # one more example fails, and a zero tolerance stays exact.
+    assert Tolerance(abs=0.03).allows(0.5675, 0.5975) and not Tolerance(abs=0.03).allows(0.5675, 0.6)
+    assert not Tolerance().allows(0.5, 0.5 + 1e-16) and Tolerance().allows(0.5, 0.5)
     for bad in (-1, math.nan, math.inf, "0.1", True):
         with pytest.raises(ValueError, match="Tolerance.abs must be a finite number >= 0"):
             Tolerance(abs=bad)
