@@ -161,9 +161,13 @@ def accuracy_table(result: dict) -> list[dict]:
     return out
 
 
+# Measured with ATEN_CPU_CAPABILITY=default against the AVX2 original: 4 of 111 final test accuracies moved, by at
+# most 0.0056 (2 of 359 test digits); edge counts, kept counts and the checks are integers and stayed equal. The
+# per-epoch validation curves moved by up to 0.02 and are not read by chapter 6 (edge_popup_width: up to 0.29).
+_MEASURED = "measured with ATEN_CPU_CAPABILITY=default"
 TOLERANCES = {
-    "rows.#.test_accuracy": Tolerance(abs=0.03, why="11 of 359 test digits; by analogy with edge_popup_width"),
-    "rows.#.val_acc.#": Tolerance(any_value=True, why="not read by chapter 6; early epochs of edge-popup swing"),
+    "rows.#.test_accuracy": Tolerance(abs=0.03, why=f"11 of 359 test digits, as edge_popup_width; {_MEASURED}: at most 2"),
+    "rows.#.val_acc.#": Tolerance(any_value=True, why=f"not read by chapter 6; early epochs of edge-popup swing ({_MEASURED}: 0.02)"),
 }
 
 EXPERIMENT = Experiment(
