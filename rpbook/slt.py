@@ -15,6 +15,11 @@ Chapter 6 (*Strong lottery tickets*) teaches all of it:
   Erdős–Rényi *source mask* restricts the search (Gadhikar et al. 2023,
   ER source networks); the top-``k`` is then taken among the allowed entries of the
   *flattened* mask.
+- **The redundant structure** (Pensia et al. 2020, their edge-popup
+  experiment): the construction's random network as an ordinary MLP with a
+  fixed block structure mask (:func:`subset_sum_architecture`), searched by
+  edge-popup with the kept fraction counted among its existing edges, against
+  a plain MLP widened to as many edges (:func:`matched_width`).
 
 Headless: numpy and torch only, no plotting.
 

@@ -4,7 +4,7 @@ edge-popup against width and inside ER sources, and the two explorers.
 The notebook of this chapter imports this module (and the science modules) only;
 no chapter module imports another.
 
-Size (just over 600 lines): chapter 6 has the most figures and two explorers;
+Size (about 720 lines): chapter 6 has the most figures and two explorers;
 they belong to this chapter only.
 """
 from __future__ import annotations
