@@ -15,6 +15,11 @@ Chapter 6 (*Strong lottery tickets*) teaches all of it:
   Erdős–Rényi *source mask* restricts the search (Gadhikar et al. 2023,
   ER source networks); the top-``k`` is then taken among the allowed entries of the
   *flattened* mask.
+- **The redundant structure** (Pensia et al. 2020, their edge-popup
+  experiment): the construction's random network as an ordinary MLP with a
+  fixed block structure mask (:func:`subset_sum_architecture`), searched by
+  edge-popup with the kept fraction counted among its existing edges, against
+  a plain MLP widened to as many edges (:func:`matched_width`).
 
 Headless: numpy and torch only, no plotting.
 
@@ -42,6 +47,8 @@ __all__ = [
     "subset_sum_errors", "poisson_error_estimate", "MAX_WORST_CASE_N", "worst_case_error",
     "bias_free_mlp", "scale_to_unit_weights", "SubsetSumTicket", "subset_sum_ticket", "gadget_weights",
     "sphere_inputs", "predict", "sup_error",
+    "gadget_structure_mask", "subset_sum_architecture", "subset_sum_architecture_params", "mlp_params",
+    "matched_width", "DENSITY_BASES", "STRUCTURES",
     "WEIGHT_INITS", "EdgePopupLinear", "EdgePopupConv2d", "to_edge_popup", "edge_popup_layers",
     "edge_popup_masks", "kept_count", "EdgePopupRun", "train_edge_popup",
 ]
@@ -596,10 +603,100 @@ def sup_error(f: nn.Module, g: nn.Module, x: torch.Tensor, batch_size: int = 204
             "max_abs": float(diff.abs().max())}
 
 
+# ============================================================================= the construction's architecture
+
+
+def gadget_structure_mask(d_in: int, n: int) -> torch.Tensor:
+    """The fixed edges of a gadget's first layer: hidden unit ``k n + r`` sees only input ``k`` (chapter 6).
+
+    A ``bool`` tensor of shape ``(n · d_in, d_in)`` with exactly one ``True``
+    per row: ``n`` copies of every input, the block pattern of
+    :func:`subset_sum_ticket` (and of Pensia et al.'s redundant layers).
+    """
+    d_in = check_positive_int(d_in, "d_in")
+    n = check_positive_int(n, "n (copies per input)")
+    unit_input = torch.arange(n * d_in) // n
+    return unit_input.unsqueeze(1) == torch.arange(d_in).unsqueeze(0)
+
+
+def _layer_sizes(in_features: int, hidden: Sequence[int], num_classes: int) -> tuple[int, ...]:
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
+        raise ValueError(f"hidden must be a sequence of positive ints such as (32,), got {hidden!r}")
+    return (check_positive_int(in_features, "in_features"),
+            *(check_positive_int(h, f"every hidden size (in hidden={tuple(hidden)!r})") for h in hidden),
+            check_positive_int(num_classes, "num_classes"))
+
+
+def subset_sum_architecture(in_features: int, hidden: Sequence[int], num_classes: int,
+                            n: int) -> tuple[nn.Sequential, dict[str, torch.Tensor]]:
+    """The construction's random network as an MLP plus a fixed structure mask (chapter 6, *Redundant structure*).
+
+    Every layer ``d_in → d_out`` of the target MLP (``in_features``, ``hidden``,
+    ``num_classes``) becomes two layers, ``d_in → n d_in → d_out``, with a
+    ReLU between them: the first keeps only the block pattern of
+    :func:`gadget_structure_mask` (``n`` copies of each input), the second
+    is fully connected. The network is twice as deep as the target and has
+    :func:`subset_sum_architecture_params` edges. Pensia et al. (2020) call
+    it the *redundant* structure; edge-popup on it (``to_edge_popup(...,
+    source_masks=masks, density_of="source")``) chooses among its edges only.
+
+    Returns
+    -------
+    (model, masks)
+        An :class:`rpbook.models.MLP` (layers ``fc1 .. fc{2l}``, default
+        PyTorch initialisation) and the structure masks of its odd layers
+        ``fc1, fc3, ...``; the even layers have no mask (all edges exist).
+    """
+    from .models import MLP
+
+    sizes = _layer_sizes(in_features, hidden, num_classes)
+    n = check_positive_int(n, "n (copies per input)")
+    wide: list[int] = []
+    for i, d_in in enumerate(sizes[:-1]):
+        wide.append(n * d_in)
+        if i < len(sizes) - 2:
+            wide.append(sizes[i + 1])
+    model = MLP(sizes[0], tuple(wide), sizes[-1])
+    masks = {f"fc{2 * i + 1}": gadget_structure_mask(d_in, n) for i, d_in in enumerate(sizes[:-1])}
+    return model, masks
+
+
+def subset_sum_architecture_params(in_features: int, hidden: Sequence[int], num_classes: int, n: int) -> int:
+    """Edges of :func:`subset_sum_architecture`: ``Σ_i n d_{i-1} (1 + d_i)`` over the target's layers (chapter 6)."""
+    sizes = _layer_sizes(in_features, hidden, num_classes)
+    n = check_positive_int(n, "n (copies per input)")
+    return sum(n * d_in * (1 + d_out) for d_in, d_out in zip(sizes[:-1], sizes[1:]))
+
+
+def mlp_params(in_features: int, hidden: Sequence[int], num_classes: int) -> int:
+    """Weights (edges, no biases) of a fully connected MLP: ``Σ_i d_{i-1} d_i`` (chapter 6)."""
+    sizes = _layer_sizes(in_features, hidden, num_classes)
+    return sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+
+
+def matched_width(params: int, in_features: int, num_classes: int, hidden_layers: int) -> int:
+    """Width ``w`` of an MLP with ``hidden_layers`` layers of ``w`` units whose edge count is closest to ``params``.
+
+    Chapter 6, *Redundant structure*: the plain network a structured one is
+    compared with. Its edges, ``(in + classes) w + (hidden_layers - 1) w²``,
+    differ from ``params`` by at most half the step to the next width.
+    """
+    params = check_positive_int(params, "params")
+    hidden_layers = check_positive_int(hidden_layers, "hidden_layers")
+    a, b = hidden_layers - 1, check_positive_int(in_features, "in_features") + check_positive_int(
+        num_classes, "num_classes")
+    guess = params / b if a == 0 else (-b + math.sqrt(b * b + 4 * a * params)) / (2 * a)
+    candidates = {max(1, int(math.floor(guess))), max(1, int(math.ceil(guess)))}
+    return min(sorted(candidates), key=lambda w: abs(mlp_params(in_features, (w,) * hidden_layers, num_classes) - params))
+
+
 # ============================================================================= edge-popup
 
 #: Frozen weight distributions of edge-popup (appendix *Formulas and notation*, strong lottery tickets; Ramanujan et al. 2020).
 WEIGHT_INITS: tuple[str, ...] = ("kaiming_normal", "signed_constant")
+
+#: What edge-popup's kept fraction is measured against: the full layer, or the edges a source mask allows (chapter 6).
+DENSITY_BASES: tuple[str, ...] = ("layer", "source")
 
 
 class _TopKStraightThrough(torch.autograd.Function):
@@ -635,9 +732,11 @@ class _EdgePopupMixin:
     scores: nn.Parameter
     source_mask: torch.Tensor | None
 
-    def _setup(self, density: float, source_mask: torch.Tensor | None) -> None:
+    def _setup(self, density: float, source_mask: torch.Tensor | None, within_source: bool = False) -> None:
         self.density = check_density(density)
-        self.k = kept_count(self.weight.numel(), self.density)
+        self.within_source = bool(within_source and source_mask is not None)
+        base = int(source_mask.bool().sum()) if self.within_source else self.weight.numel()
+        self.k = kept_count(base, self.density)
         self.weight.requires_grad_(False)
         if getattr(self, "bias", None) is not None:
             self.bias.requires_grad_(False)
@@ -666,9 +765,9 @@ class EdgePopupLinear(_EdgePopupMixin, nn.Linear):
     """A Linear layer whose frozen weights are switched on by learned scores (chapter 6, edge-popup)."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool, density: float,
-                 source_mask: torch.Tensor | None = None, device=None, dtype=None) -> None:
+                 source_mask: torch.Tensor | None = None, device=None, dtype=None, within_source: bool = False) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self._setup(density, source_mask)
+        self._setup(density, source_mask, within_source)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.effective_weight(), self.bias)
@@ -677,12 +776,13 @@ class EdgePopupLinear(_EdgePopupMixin, nn.Linear):
 class EdgePopupConv2d(_EdgePopupMixin, nn.Conv2d):
     """A Conv2d layer whose frozen weights are switched on by learned scores (chapter 6, edge-popup)."""
 
-    def __init__(self, conv: nn.Conv2d, density: float, source_mask: torch.Tensor | None = None) -> None:
+    def __init__(self, conv: nn.Conv2d, density: float, source_mask: torch.Tensor | None = None,
+                 within_source: bool = False) -> None:
         nn.Conv2d.__init__(self, conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                            padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
                            bias=conv.bias is not None, padding_mode=conv.padding_mode,
                            device=conv.weight.device, dtype=conv.weight.dtype)
-        self._setup(density, source_mask)
+        self._setup(density, source_mask, within_source)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.effective_weight(), self.bias)
@@ -705,6 +805,7 @@ def to_edge_popup(
     scale_fan: bool = True,
     source_masks: Mapping[str, torch.Tensor] | None = None,
     seed: int = 0,
+    density_of: str = "layer",
 ) -> nn.Module:
     """Turn every Conv2d/Linear layer of ``model`` into an edge-popup layer, in place (chapter 6).
 
@@ -733,6 +834,13 @@ def to_edge_popup(
         layers without one search all their edges.
     seed
         Draws weights, signs and scores; same seed, same network bit for bit.
+    density_of
+        ``"layer"`` (default): ``density`` is a fraction of the full layer
+        and ``fan`` its full fan-in. ``"source"``: a fraction of the edges
+        the source mask allows, and ``fan`` the allowed inputs per unit
+        (their mean over units), so a fixed *architecture* given as a mask
+        (:func:`subset_sum_architecture`, where a unit may have one input)
+        is initialised and pruned as if its missing edges did not exist.
 
     Returns
     -------
@@ -742,6 +850,9 @@ def to_edge_popup(
     if weight_init not in WEIGHT_INITS:
         raise ValueError(f"unknown weight_init {weight_init!r}; allowed: {', '.join(WEIGHT_INITS)}")
     density = check_density(density)
+    if density_of not in DENSITY_BASES:
+        raise ValueError(f"unknown density_of {density_of!r}; allowed: {', '.join(DENSITY_BASES)}")
+    within = density_of == "source"
     layers = maskable_layers(model)
     if not layers:
         raise ValueError("the model has no Conv2d/Linear layers to turn into edge-popup layers")
@@ -760,7 +871,10 @@ def to_edge_popup(
         if tuple(src.shape) != tuple(layer.weight.shape):
             raise ValueError(f"source mask of layer {name!r} has shape {tuple(src.shape)}, the weight "
                              f"{tuple(layer.weight.shape)}")
-        k, allowed = kept_count(layer.weight.numel(), density), int(src.bool().sum())
+        allowed = int(src.bool().sum())
+        if allowed == 0:
+            raise ValueError(f"the source mask of layer {name!r} allows no edge")
+        k = kept_count(allowed if within else layer.weight.numel(), density)
         if k > allowed:
             raise ValueError(f"layer {name!r}: density {density:g} keeps {k} edges but the source mask allows only "
                              f"{allowed} (source density {allowed / layer.weight.numel():.4g}); the target density "
@@ -770,10 +884,13 @@ def to_edge_popup(
         src = source_masks.get(name)
         if isinstance(layer, nn.Linear):
             new: nn.Module = EdgePopupLinear(layer.in_features, layer.out_features, layer.bias is not None, density,
-                                             src, device=layer.weight.device, dtype=layer.weight.dtype)
+                                             src, device=layer.weight.device, dtype=layer.weight.dtype,
+                                             within_source=within)
         else:
-            new = EdgePopupConv2d(layer, density, src)
+            new = EdgePopupConv2d(layer, density, src, within_source=within)
         fan_in = new.weight[0].numel()
+        if within and src is not None:  # the allowed inputs per unit, as if the masked-out edges did not exist
+            fan_in = float(src.bool().sum()) / new.weight.shape[0]
         fan = fan_in * (density if scale_fan else 1.0)
         std = math.sqrt(2.0 / fan)
         if weight_init == "kaiming_normal":
@@ -809,6 +926,10 @@ def edge_popup_masks(model: nn.Module) -> dict[str, torch.Tensor]:
 # ============================================================================= one edge-popup run
 
 
+#: Networks an :class:`EdgePopupRun` can search: a plain MLP/CNN, or the construction's (chapter 6).
+STRUCTURES: tuple[str, ...] = ("plain", "subset_sum")
+
+
 @dataclass(frozen=True)
 class EdgePopupRun:
     """Everything that decides one edge-popup run (chapter 6).
@@ -820,6 +941,11 @@ class EdgePopupRun:
     every layer the same density, as in Gadhikar et al.'s code) and searches
     only inside it. ``train`` holds the optimiser settings for the scores;
     its ``seed`` is replaced by this run's ``seed``.
+
+    ``structure="subset_sum"`` searches the construction's network instead
+    (:func:`subset_sum_architecture` of the ``mlp`` target ``hidden`` with
+    ``redundancy`` copies per input; ``width`` must be 1): ``density`` is
+    then a fraction of the edges that network has (``density_of="source"``).
     """
 
     model: str = "mlp"
@@ -835,10 +961,20 @@ class EdgePopupRun:
     n_train: int | None = None
     seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=0.1, weight_decay=1e-4))
+    structure: str = "plain"
+    redundancy: int = 1
 
     def __post_init__(self) -> None:
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"unknown weight_init {self.weight_init!r}; allowed: {', '.join(WEIGHT_INITS)}")
+        if self.structure not in STRUCTURES:
+            raise ValueError(f"unknown structure {self.structure!r}; allowed: {', '.join(STRUCTURES)}")
+        check_positive_int(self.redundancy, "redundancy")
+        if self.structure == "subset_sum" and (self.model != "mlp" or not self.hidden or self.width != 1.0
+                                               or self.source_density != 1.0):
+            raise ValueError(f"structure 'subset_sum' needs model 'mlp' with a target hidden tuple, width 1 and "
+                             f"source_density 1; got model={self.model!r}, hidden={self.hidden!r}, "
+                             f"width={self.width!r}, source_density={self.source_density!r}")
         check_density(self.density)
         check_density(self.source_density, "source_density")
         if self.density > self.source_density:
@@ -859,7 +995,8 @@ def train_edge_popup(run: EdgePopupRun, *, data=None, device=None, progress: boo
     -------
     dict
         ``test_accuracy``, ``test_loss``, ``history`` (per-epoch rows),
-        ``layers`` (name, numel, kept, source allowed), ``exact_counts``,
+        ``layers`` (name, numel, kept, source allowed), ``kept``, ``numel``,
+        ``allowed`` (the searched network's edges), ``exact_counts``,
         ``inside_source``, ``weights_unchanged``, ``wall_time_s``.
     """
     import dataclasses as _dc
@@ -874,13 +1011,17 @@ def train_edge_popup(run: EdgePopupRun, *, data=None, device=None, progress: boo
     seed_everything(run.seed)
     if data is None:
         data = load_dataset(run.dataset, seed=run.seed, n_train=run.n_train)
-    model = build_model(run.model, in_shape=tuple(data.in_shape), num_classes=data.num_classes, width=run.width,
-                        hidden=run.hidden, depth=run.depth)
     source = None
+    if run.structure == "subset_sum":
+        model, source = subset_sum_architecture(int(np.prod(data.in_shape)), run.hidden, data.num_classes,
+                                                run.redundancy)
+    else:
+        model = build_model(run.model, in_shape=tuple(data.in_shape), num_classes=data.num_classes, width=run.width,
+                            hidden=run.hidden, depth=run.depth)
     if run.source_density < 1.0:
         source = sample_masks(model, run.source_density, run.source_rule, seed=run.seed)
     to_edge_popup(model, run.density, weight_init=run.weight_init, scale_fan=run.scale_fan, source_masks=source,
-                  seed=run.seed)
+                  seed=run.seed, density_of="source" if run.structure == "subset_sum" else "layer")
     frozen = {name: m.weight.detach().clone() for name, m in edge_popup_layers(model)}
     history = fit(model, data, _dc.replace(run.train, seed=run.seed), device=dev, progress=progress,
                   desc=f"edge-popup k={run.density:g}")
@@ -898,6 +1039,7 @@ def train_edge_popup(run: EdgePopupRun, *, data=None, device=None, progress: boo
     return {
         "test_accuracy": history.test["accuracy"], "test_loss": history.test["loss"],
         "history": history.epochs, "layers": layers, "kept": sum(r["kept"] for r in layers),
-        "numel": sum(r["numel"] for r in layers), "exact_counts": exact, "inside_source": inside,
+        "numel": sum(r["numel"] for r in layers), "allowed": sum(r["allowed"] for r in layers),
+        "exact_counts": exact, "inside_source": inside,
         "weights_unchanged": unchanged, "wall_time_s": history.wall_time, "device": str(dev),
     }

@@ -80,10 +80,13 @@ def test_chapter6_numbers_cover_its_prose():
     numbers = ch6.numbers(subset_sum=record("subset_sum_error")["result"], construction=record("slt_construction")["result"],
                           edge_popup=ep, er_source=record("edge_popup_er_source")["result"],
                           base_units=ep["config"]["hidden"][0],
-                          sphere_points=get_experiment("slt_construction").config("standard").n_sphere)
+                          sphere_points=get_experiment("slt_construction").config("standard").n_sphere,
+                          structure=record("edge_popup_structure")["result"])
     check_values(numbers)
     assert cited("06_strong_lottery_tickets.ipynb") <= set(numbers)
     assert 0 <= numbers["ep_sc_wins"] <= numbers["ep_cells"]
+    assert 0 <= numbers["st_struct_wins"] <= numbers["st_cells"]
+    assert numbers["st_struct_hi_min"] <= numbers["st_struct_hi"] <= numbers["st_struct_hi_max"]
     # the certified bound is a guarantee, so it lies above the sampled sup error of every seed
     assert numbers["cons_bound_hi_min"] <= numbers["cons_bound_hi_max"]
 

@@ -86,3 +86,17 @@ def test_other_mnist_full_presets_run(name, shrink, tiny_mnist, tmp_path):
         else:
             assert math.isfinite(row["sup_error"]) and row["sup_error"] <= row["error_bound"]
             assert 0.0 <= row["ticket_test_accuracy"] <= 1.0 and 0.0 <= row["target_test_accuracy"] <= 1.0
+
+
+def test_edge_popup_structure_full_preset_runs_on_tiny_mnist(tiny_mnist, tmp_path):
+    full = get_experiment("edge_popup_structure").config("full")
+    assert full.dataset == "mnist" and full.target_hidden == (500,) and 5 in full.ns  # Pensia et al.'s setting
+    one_epoch = {k: dataclasses.replace(getattr(full, k), epochs=1, batch_size=8) for k in ("train", "dense_train")}
+    config = dataclasses.replace(full, target_hidden=(8,), ns=(2,), densities=(0.5,), seeds=(0,), **one_epoch)
+    rec = run_experiment("edge_popup_structure", "full", config=config, store=ResultStore(tmp_path), progress=False,
+                         device="cpu")
+    rows = rec["result"]["rows"]
+    assert {r["arm"] for r in rows} == {"dense_target", "subset_sum", "wide", "wide_deep"}
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in rows)
+    assert all(r["exact_counts"] and r["inside_source"] and r["weights_unchanged"]
+               for r in rows if r["arm"] != "dense_target")

@@ -302,3 +302,69 @@ def test_meet_in_the_middle_gives_the_same_answer_in_pieces():
     whole = _meet_in_the_middle(values, targets)
     pieces = _meet_in_the_middle(values, targets, chunk=64 * 2)  # 2 rows of 64 A-sums per piece
     assert torch.equal(whole[0], pieces[0]) and torch.equal(whole[1], pieces[1])
+
+
+# ----------------------------------------------------------------------------- the construction's architecture
+
+
+def test_gadget_structure_mask_is_the_constructions_block_pattern():
+    mask = slt.gadget_structure_mask(3, 2)
+    expected = torch.tensor([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]], dtype=torch.bool)
+    assert torch.equal(mask, expected)
+    big = slt.gadget_structure_mask(7, 5)
+    assert big.shape == (35, 7) and bool((big.sum(1) == 1).all()) and bool((big.sum(0) == 5).all())
+    # the same unit -> input map as subset_sum_ticket's: hidden unit k n + r keeps only input k
+    ticket = slt.subset_sum_ticket(slt.bias_free_mlp(3, (4,), 2), 4, seed=0)
+    assert not bool((ticket.masks["fc1"] & ~slt.gadget_structure_mask(3, 4)).any())
+
+
+def test_subset_sum_architecture_layers_masks_and_edge_count():
+    model, masks = slt.subset_sum_architecture(6, (4, 3), 2, 5)
+    linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    assert [tuple(m.weight.shape) for _, m in linears] == [(30, 6), (4, 30), (20, 4), (3, 20), (15, 3), (2, 15)]
+    assert sorted(masks) == ["fc1", "fc3", "fc5"]  # twice as deep as the target; every odd layer is structured
+    for name, d_in in (("fc1", 6), ("fc3", 4), ("fc5", 3)):
+        assert torch.equal(masks[name], slt.gadget_structure_mask(d_in, 5))
+    # edges: n d_in per structured layer plus the full second layers = Σ n d_in (1 + d_out)
+    edges = sum(int(masks[n].sum()) if n in masks else m.weight.numel() for n, m in linears)
+    assert edges == slt.subset_sum_architecture_params(6, (4, 3), 2, 5) == 5 * (6 * 5 + 4 * 4 + 3 * 3)
+    assert model(torch.randn(2, 6)).shape == (2, 2)
+    with pytest.raises(ValueError, match="n \\(copies per input\\)"):
+        slt.subset_sum_architecture(6, (4,), 2, 0)
+
+
+@pytest.mark.parametrize("params, layers", [(4928, 1), (4928, 3), (39424, 3), (1000, 2), (7, 1)])
+def test_matched_width_has_the_same_edges_within_rounding(params, layers):
+    w = slt.matched_width(params, 64, 10, layers)
+    edges = slt.mlp_params(64, (w,) * layers, 10)
+    step = slt.mlp_params(64, (w + 1,) * layers, 10) - edges
+    assert abs(edges - params) <= step / 2 + 1e-9 or (w == 1 and edges >= params)
+    assert slt.mlp_params(64, (67,), 10) == 64 * 67 + 67 * 10
+    assert slt.matched_width(4928, 64, 10, 1) == 67  # 74 w closest to 4928
+
+
+def test_edge_popup_in_the_structured_network_counts_density_within_the_structure():
+    model, masks = slt.subset_sum_architecture(12, (5,), 4, 3)
+    slt.to_edge_popup(model, 0.5, source_masks=masks, density_of="source", weight_init="signed_constant", seed=0)
+    layers = dict(slt.edge_popup_layers(model))
+    assert layers["fc1"].k == 18 and layers["fc3"].k == 8  # half of 36 and of 15 structured edges
+    assert layers["fc2"].k == 90 and layers["fc4"].k == 30  # half of the full 5x36 and 4x15 layers
+    # fan-in of a structured unit is its one input: weights ±sqrt(2 / (1 · κ)) = ±2
+    assert torch.allclose(layers["fc1"].weight.abs(), torch.full_like(layers["fc1"].weight, 2.0))
+    assert torch.allclose(layers["fc2"].weight.abs(), torch.full_like(layers["fc2"].weight, (2 / (36 * 0.5)) ** 0.5))
+    fit(model, _Data(), TrainConfig(epochs=2, batch_size=16, lr=0.1, weight_decay=1e-4), progress=False)
+    popped = slt.edge_popup_masks(model)
+    for name, mask in masks.items():
+        assert int(popped[name].sum()) == layers[name].k and not bool((popped[name] & ~mask).any())
+    # the default ("layer") keeps a fraction of the full layer: 0.5 of 12x36 exceeds the 36 allowed edges
+    with pytest.raises(ValueError, match="source mask allows only"):
+        slt.to_edge_popup(slt.subset_sum_architecture(12, (5,), 4, 3)[0], 0.5, source_masks=masks)
+    with pytest.raises(ValueError, match="density_of"):
+        slt.to_edge_popup(mlp(), 0.5, density_of="full")
+
+
+def test_edge_popup_run_validates_the_structure():
+    with pytest.raises(ValueError, match="unknown structure"):
+        slt.EdgePopupRun(structure="redundant")
+    with pytest.raises(ValueError, match="needs model 'mlp'"):
+        slt.EdgePopupRun(structure="subset_sum", redundancy=2, width=2.0)

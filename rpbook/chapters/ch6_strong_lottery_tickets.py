@@ -4,7 +4,7 @@ edge-popup against width and inside ER sources, and the two explorers.
 The notebook of this chapter imports this module (and the science modules) only;
 no chapter module imports another.
 
-Size (just over 600 lines): chapter 6 has the most figures and two explorers;
+Size (about 720 lines): chapter 6 has the most figures and two explorers;
 they belong to this chapter only.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..experiments.edge_popup_er_source import width_needed
+from ..experiments.edge_popup_structure import accuracy_table
 from ..models import scale_width
 from ..overparam import width_factor
 from ..slt import MAX_EXACT_N, random_numbers, solve_subset_sum
@@ -32,6 +33,11 @@ WEIGHT_INIT_LABELS: dict[str, str] = {"signed_constant": "signed Kaiming constan
 NUMBER_COLORS: dict[str, str] = {"uniform": PALETTE["blue"], "product": PALETTE["orange"]}
 #: The two branches of the SubsetSum gadget: units with a > 0 (x >= 0) and a < 0 (x < 0).
 BRANCH_COLORS: dict[str, str] = {"plus": PALETTE["orange"], "minus": PALETTE["sky"]}
+#: Colour and label of each network edge-popup searches in ``edge_popup_structure`` (chapter 6).
+STRUCTURE_COLORS: dict[str, str] = {"subset_sum": PALETTE["vermillion"], "wide": PALETTE["blue"],
+                                    "wide_deep": PALETTE["green"]}
+STRUCTURE_LABELS: dict[str, str] = {"subset_sum": "SubsetSum structure (2× deep)", "wide": "plain wide, target depth",
+                                    "wide_deep": "plain wide, 2× deep"}
 
 
 def draw_subset_sum(ax_numbers: "plt.Axes", ax_walk: "plt.Axes", values: Sequence[float], target: float,
@@ -327,6 +333,42 @@ def plot_er_source(result: Mapping, config: Mapping, axes: "Sequence[plt.Axes] |
 
 
 
+def plot_edge_popup_structure(result: Mapping, axes: "Sequence[plt.Axes] | None" = None) -> "Sequence[plt.Axes]":
+    """edge-popup in the SubsetSum structure against plain wide MLPs of equal edge count (chapter 6).
+
+    One panel per kept fraction κ: test accuracy against the edges of the
+    searched network (log scale), one line per arm, shaded between the
+    seeds' lowest and highest; dashed: the target MLP trained densely.
+    """
+    table = accuracy_table(result)
+    densities = sorted({t["density"] for t in table})
+    dense = [r["test_accuracy"] for r in result["rows"] if r["arm"] == "dense_target"]
+    if axes is None:
+        _, axes = plt.subplots(1, len(densities), figsize=(3.6 * len(densities), 3.6), sharey=True)
+    axes = list(np.atleast_1d(axes))
+    arms = [a for a in STRUCTURE_COLORS if any(t["arm"] == a for t in table)]
+    for ax, k in zip(axes, densities):
+        if dense:
+            ax.axhline(float(np.mean(dense)), color=PALETTE["grey"], ls="--", lw=1.5, label="target, trained densely")
+        for arm in arms:
+            cells = sorted((t for t in table if t["arm"] == arm and t["density"] == k), key=lambda t: t["edges"])
+            x = [t["edges"] for t in cells]
+            ax.plot(x, [t["mean"] for t in cells], "o-", color=STRUCTURE_COLORS[arm], ms=4,
+                    label=STRUCTURE_LABELS[arm])
+            ax.fill_between(x, [t["min"] for t in cells], [t["max"] for t in cells], color=STRUCTURE_COLORS[arm],
+                            alpha=0.15, lw=0)
+        budgets = sorted({t["edges"] for t in table if t["arm"] == "subset_sum"})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets, [f"{b / 1000:.1f}k" for b in budgets])
+        ax.minorticks_off()
+        ax.set_xlabel("edges of the random network")
+        ax.set_title(f"ticket keeps κ = {k:g} of the edges", fontsize=10)
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel("test accuracy")
+    axes[-1].legend(fontsize=7.5, loc="lower right")
+    return axes
+
+
 #: Largest n of the SubsetSum explorer's slider (exact search stays instant).
 SUBSET_SUM_MAX_N = 24
 
@@ -560,14 +602,17 @@ def edge_popup_explorer(width_record: dict, er_record: dict | None = None, *, st
 
 def numbers(*, subset_sum: Mapping | None = None, construction: Mapping | None = None,
             edge_popup: Mapping | None = None, er_source: Mapping | None = None, base_units: int | None = None,
-            threshold: float = 0.9, sphere_points: int | None = None) -> dict:
+            threshold: float = 0.9, sphere_points: int | None = None, structure: Mapping | None = None,
+            within: float = 0.02) -> dict:
     """Every number chapter 6's prose quotes, by glue name, from the stored results given.
 
     ``subset_sum``: the ``subset_sum_error`` result; ``construction``: the
     ``slt_construction`` result; ``edge_popup``: the ``edge_popup_width`` record
     (config and result); ``er_source``: the ``edge_popup_er_source`` result,
     read at ``threshold`` mean test accuracy, with ``base_units`` hidden units at width 1;
-    ``sphere_points``: how many points of the sphere the construction's sup error was measured on.
+    ``sphere_points``: how many points of the sphere the construction's sup error was measured on;
+    ``structure``: the ``edge_popup_structure`` result, where ``within`` is how close (in accuracy) the
+    structured network must come to the smallest wide one to count as matching it.
     """
     out: dict = {}
     if subset_sum is not None:
@@ -631,4 +676,39 @@ def numbers(*, subset_sum: Mapping | None = None, construction: Mapping | None =
                     "er_worst_ratio": max((v for (_, q), v in ratios.items() if q == sparsest), default=float("nan")),
                     "er_theory_02": float(width_factor(sparsest)) if sparsest < 1 else float("nan"),
                     "er_theory_05": float(width_factor(0.5))})
+    if structure is not None:
+        out.update(_structure_numbers(structure, within))
     return out
+
+
+def _structure_numbers(result: Mapping, within: float) -> dict:
+    """The numbers of the *Redundant structure or plain width?* section."""
+    cell = {(t["arm"], t["n"], t["density"]): t for t in accuracy_table(result)}
+    ns = sorted({n for _, n, _ in cell})
+    ks = sorted({k for _, _, k in cell})
+    n_lo, n_hi, k_lo, k_hi = ns[0], ns[-1], ks[0], ks[-1]
+    pairs = [(n, k) for n in ns for k in ks]
+    wide_small = cell[("wide", n_lo, k_hi)]
+    # the smallest budget at which the structure comes within `within` of the smallest wide network (largest κ)
+    match = [n for n in ns if cell[("subset_sum", n, k_hi)]["mean"] >= wide_small["mean"] - within]
+    n_match = match[0] if match else float("nan")
+    dense = [r["test_accuracy"] for r in result["rows"] if r["arm"] == "dense_target"]
+    wide_units = {r["n"]: r["hidden"][0] for r in result["rows"] if r["arm"] == "wide"}
+    return {
+        "st_target_width": min(int(h) for r in result["rows"] if r["arm"] == "subset_sum" for h in r["hidden"]),
+        "st_wide_units_lo": wide_units[n_lo], "st_wide_units_hi": wide_units[n_hi],
+        "st_n_lo": n_lo, "st_n_hi": n_hi, "st_k_lo": k_lo, "st_k_hi": k_hi,
+        "st_edges_lo": cell[("subset_sum", n_lo, k_hi)]["edges"], "st_edges_hi": cell[("subset_sum", n_hi, k_hi)]["edges"],
+        "st_target_edges": int(result["target_params"]), "st_dense": float(np.mean(dense)),
+        "st_struct_hi": cell[("subset_sum", n_hi, k_hi)]["mean"], "st_struct_hi_min": cell[("subset_sum", n_hi, k_hi)]["min"],
+        "st_struct_hi_max": cell[("subset_sum", n_hi, k_hi)]["max"],
+        "st_wide_hi": cell[("wide", n_hi, k_hi)]["mean"], "st_deep_hi": cell[("wide_deep", n_hi, k_hi)]["mean"],
+        "st_struct_lo_best": max(cell[("subset_sum", n, k_lo)]["mean"] for n in ns),
+        "st_wide_lo_worst": min(cell[("wide", n, k_lo)]["mean"] for n in ns),
+        "st_deep_lo_small": cell[("wide_deep", n_lo, k_lo)]["mean"], "st_wide_lo_small": cell[("wide", n_lo, k_lo)]["mean"],
+        "st_struct_wins": sum(cell[("subset_sum", n, k)]["mean"] >= cell[("wide", n, k)]["mean"] for n, k in pairs),
+        "st_cells": len(pairs), "st_within": within, "st_wide_small": wide_small["mean"],
+        "st_match_n": n_match,
+        "st_match_ratio": (cell[("subset_sum", n_match, k_hi)]["edges"] / wide_small["edges"]) if match else float("nan"),
+        "st_copies_lo": k_lo * n_hi / 2,
+    }
