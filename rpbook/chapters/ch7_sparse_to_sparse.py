@@ -1,8 +1,8 @@
-"""Chapter 7, *Sparse-to-sparse*: IMP and pruning at initialisation inside random
-source masks, layer collapse, and the sparse-to-sparse explorer.
+"""Chapter 7, *Sparse-to-sparse*: IMP, pruning at initialisation, STR and GraNet
+inside random source masks, layer collapse, and the sparse-to-sparse explorer.
 
-The figures only read stored results of ``s2s_imp``, ``s2s_pruning_at_init``
-and ``layer_collapse``.
+The figures only read stored results of ``s2s_imp``, ``s2s_pruning_at_init``,
+``s2s_str_granet`` and ``layer_collapse``.
 
 The notebook of this chapter imports this module (and the science modules) only;
 no chapter module imports another.
@@ -16,11 +16,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..experiments import s2s_imp
+from ..experiments import s2s_imp, s2s_str_granet
 from ..experiments.layer_collapse import collapse_curve
 from ..experiments.s2s_pruning_at_init import pai_curve
 from .explorer import stored_value, stored_view
-from .style import DEAD_COLOR, PALETTE, book_style, density_ticks, errorbar, rule_color, rule_label, source_density_color
+from .style import (DEAD_COLOR, PALETTE, book_style, density_ticks, errorbar, nice_number, rule_color, rule_label,
+                    source_density_color)
 
 # The notebook imports only this module: the style helpers it needs come with it.
 from .style import Table, glue, use_book_style  # noqa: F401
@@ -209,6 +210,98 @@ def plot_layer_collapse(result: Mapping, axes: "Sequence[plt.Axes] | None" = Non
     right.set_title(f"trained at density {d:g} (plain: {sources[0]}" + (f"; hatched: {sources[1]}" if len(sources) > 1 else "") + "; dotted: chance)",
                     fontsize=9)
     return axes
+#: Marker and line style of each method of ``s2s_str_granet`` (chapter 7); the colour is the source's.
+SG_METHOD_STYLE: dict[str, dict] = {"granet": {"marker": "o", "ls": "-", "label": "GraNet"},
+                                    "str": {"marker": "s", "ls": ":", "label": "STR"}}
+
+
+def _source_color(source: str) -> str:
+    return rule_color("dense") if source == "dense" else source_density_color(float(source.rsplit(" ", 1)[1]))
+
+
+def plot_str_granet(result: Mapping, imp: Mapping | None = None, axes: "Sequence[plt.Axes] | None" = None
+                    ) -> "Sequence[plt.Axes]":
+    """STR and GraNet from the dense network and from ER sources (chapter 7).
+
+    Left: test accuracy against the density each run ends at (GraNet: its
+    target; STR: what its thresholds reached), one colour per source (as in
+    the pruning-at-init figure), circles and solid lines GraNet, squares and
+    dotted lines STR; error bars ± one std over seeds in both directions.
+    ``imp`` (the ``s2s_imp`` result) adds IMP from the same sources as faint
+    crosses. Right: the same accuracies against the training FLOPs of the run
+    (log scale), with IMP's FLOPs summed over its levels.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    left, right = axes
+    sources = s2s_str_granet.sources_of(result)
+    densities = set()
+    for source in sources:
+        color = _source_color(source)
+        for method, style in SG_METHOD_STYLE.items():
+            pts = s2s_str_granet.method_points(result, source, method)
+            x = [p["density"]["mean"] for p in pts]
+            xerr = [p["density"]["std"] for p in pts]
+            y = [p["test_acc"]["mean"] for p in pts]
+            yerr = [p["test_acc"]["std"] for p in pts]
+            f = [p["train_flops"]["mean"] / 1e9 for p in pts]
+            densities.update(x)
+            label = f"{style['label']}, {source} source"
+            left.errorbar(x, y, xerr=xerr, yerr=yerr, color=color, marker=style["marker"], ls=style["ls"], ms=5,
+                          capsize=2, label=label)
+            right.errorbar(f, y, yerr=yerr, color=color, marker=style["marker"], ls="none", ms=5, capsize=2)
+        if imp is not None and source in s2s_imp.sources_of(imp):
+            c = s2s_imp.imp_curve(imp, source, targets_only=True)
+            left.plot(c["density"], c["mean"], color=color, marker="x", ls="none", alpha=0.6, ms=6,
+                      label=f"IMP, {source} source" if source == sources[0] else None)
+            right.plot(np.asarray(c["flops"]) / 1e9, c["mean"], color=color, marker="x", ls="none", alpha=0.6, ms=6)
+    ticks = [d for d in (0.5, 0.2, 0.1, 0.05, 0.02, 0.01) if min(densities) / 1.5 <= d <= max(densities) * 1.5]
+    density_ticks(left, ticks)
+    left.invert_xaxis()
+    left.set_xlabel("density at the end of training (log scale)")
+    left.set_ylabel("test accuracy")
+    left.set_title("accuracy against the density reached", fontsize=10)
+    left.legend(fontsize=6.5, loc="lower left", ncols=1)
+    right.set_xscale("log")
+    right.set_xlabel("training GFLOPs (log scale)")
+    right.set_title("accuracy against training compute" + (" (×: IMP)" if imp is not None else ""), fontsize=10)
+    return axes
+
+
+def plot_str_layer_densities(result: Mapping, axes: "Sequence[plt.Axes] | None" = None) -> "Sequence[plt.Axes]":
+    """The layer densities STR learns, against the registered rules at the same overall density (chapter 7).
+
+    One panel per STR threshold decay. Thick black: STR from the dense
+    network (mean over seeds); dashed, coloured by source: STR inside each
+    ER source; thin lines: what the rules uniform, ERK, balanced and
+    pyramidal give at the overall density STR reached from the dense network.
+    """
+    entries = result["str_layers"]
+    decays = list(dict.fromkeys(e["setting"] for e in entries))
+    if axes is None:
+        _, axes = plt.subplots(1, len(decays), figsize=(3.9 * len(decays), 3.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    layers = list(result["layers"])
+    x = np.arange(len(layers))
+    for ax, lam in zip(axes, decays):
+        group = [e for e in entries if e["setting"] == lam]
+        dense = next((e for e in group if e["source"] == "dense"), group[0])
+        for rule, dens in dense["rules"].items():
+            ax.plot(x, dens, color=rule_color(rule), lw=1.2, marker=".", label=rule_label(rule))
+        for e in group:
+            is_dense = e["source"] == "dense"
+            ax.plot(x, e["layer_densities"], color=_source_color(e["source"]), lw=2.6 if is_dense else 1.6,
+                    ls="-" if is_dense else "--", marker="s", ms=5,
+                    label=f"STR, {e['source']} source ({e['density']:.3f})")
+        ax.set_yscale("log")
+        ax.set_xticks(x, [f"{n}\n({nice_number(k)})" for n, k in zip(layers, result["layer_sizes"])])
+        ax.set_xlabel("layer (weights), input → output")
+        ax.set_title(f"STR, threshold decay {lam:g}: overall {dense['density']:.3f}", fontsize=9)
+    axes[0].set_ylabel("layer density (log scale)")
+    axes[-1].legend(fontsize=6.5, loc="lower left")
+    return axes
+
+
 # One explorer over the STORED results of rpbook.experiments.s2s_imp and
 # s2s_pruning_at_init: source rule, source density and pruning method.
 # Nothing is trained when a control moves.
