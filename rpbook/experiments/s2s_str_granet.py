@@ -62,7 +62,7 @@ class S2SSTRGraNetConfig(TrainingSpec, DataSpec, NetworkSpec):
     source_rules: tuple[str, ...] = ("balanced",)
     source_densities: tuple[float, ...] = (0.5, 0.2)
     targets: tuple[float, ...] = (0.1, 0.02)
-    str_decays: tuple[float, ...] = (0.04, 0.06)
+    str_decays: tuple[float, ...] = (0.04, 0.045, 0.05, 0.055)
     s_init: float = -10.0
     update_every: int = 20
     drop_fraction: float = 0.5
@@ -89,7 +89,7 @@ class S2SSTRGraNetConfig(TrainingSpec, DataSpec, NetworkSpec):
 presets = profile_presets(
     """``quick``: a 32-unit MLP, the dense source and one ER source, one target, one STR decay, one seed, one epoch.
     ``standard``: MLP 40-256-256-10 on MNIST-1D (as ``s2s_imp``), the dense source and balanced sources of
-    density 0.5 and 0.2, GraNet to 0.1 and 0.02, STR with two threshold decays, 20 epochs, three seeds.
+    density 0.5 and 0.2, GraNet to 0.1 and 0.02, STR with four threshold decays, 20 epochs, three seeds.
     ``full``: VGG-16 on CIFAR-10, 160 epochs, GraNet updating every 1,000 steps (the S2S GraNet samples);
     STR's threshold decays would need tuning again at that scale.""",
     quick=lambda: S2SSTRGraNetConfig(hidden=(32, 32), source_densities=(0.3,), targets=(0.1,), str_decays=(0.06,),
