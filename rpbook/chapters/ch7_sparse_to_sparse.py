@@ -540,6 +540,7 @@ def _sg_numbers(sg: dict, imp: dict | None) -> dict:
         near = min(targets, key=lambda t: abs(math.log(t) - math.log(dense["density"]["mean"])))
         out[f"sg_str{i}_near_target"] = near
         out[f"sg_str{i}_minus_granet"] = 100 * (dense["test_acc"]["mean"] - row("dense", "granet", near)["test_acc"]["mean"])
+        out[f"sg_str{i}_flops_vs_granet"] = dense["train_flops"]["mean"] / row("dense", "granet", near)["train_flops"]["mean"]
     # the layer-wise densities STR learns from the dense network, at the decays that land nearest each target
     shown = str_figure_decays(sg)
     for tag, lam in (("hi", shown[0]), ("lo", shown[-1])):
