@@ -225,22 +225,27 @@ def closest_rule(entry: dict) -> tuple[str, float]:
 
 # One training run per unit, but GraNet and STR both change the mask from the weights' magnitudes
 # many times: on another numeric environment the last bits differ, another weight crosses a threshold,
-# and the run diverges from there, as IMP's does. Set by analogy with s2s_imp (10 IMP levels, measured);
-# replaced by this experiment's own measurement below when there was time.
-_WHY = "by analogy with s2s_imp's measured ATEN_CPU_CAPABILITY=default change, about 1.5x"
+# and the run goes its own way from there, as IMP's does. Measured with ATEN_CPU_CAPABILITY=default
+# against the AVX-512 original (all 54 runs regenerated, 1,121 of 2,636 fields within tolerance, none
+# beyond): per-run test accuracy moved by up to 0.044, seed minima by 0.023, the seed std of accuracy
+# by 0.012 (its sem by 0.007), per-layer densities by up to 0.013, STR thresholds by 0.005, per-run
+# training FLOPs by 0.9 % and their seed spread by 1.9 %; every other field by less than a quarter of
+# the (wider, analogy-based) tolerance it was then checked against, well inside the ones below. The
+# tolerances give about 1.5x the measured change.
+_MEASURED = "about 1.5x the change measured with ATEN_CPU_CAPABILITY=default"
 TOLERANCES = {
-    "runs.#.layer_densities.#": Tolerance(abs=0.015, why=_WHY),
-    "str_layers.#.layer_densities.#": Tolerance(abs=0.015, why=_WHY),
-    "str_layers.#.rules.*": Tolerance(abs=0.015, why=_WHY),
-    "str_layers.#.density": Tolerance(abs=0.01, why=_WHY),
-    "runs.#.thresholds.#": Tolerance(abs=0.02, why=_WHY),
-    "runs.#.density_trace.#": Tolerance(abs=0.01, why=_WHY),
-    "*density*": Tolerance(abs=0.01, why=_WHY),
-    "*flops*": Tolerance(rel=0.02, why=_WHY),
-    "*test_acc.std": Tolerance(abs=0.035, why=_WHY),
-    "*test_acc.sem": Tolerance(abs=0.02, why=_WHY),
-    "summary.*": Tolerance(abs=0.05, why=_WHY),
-    "*_acc*": Tolerance(abs=0.085, why=_WHY),
+    "runs.#.layer_densities.#": Tolerance(abs=0.02, why=f"measured 0.013; {_MEASURED}"),
+    "str_layers.#.layer_densities.#": Tolerance(abs=0.015, why=f"means of per-run densities (measured 0.013 per run); {_MEASURED}"),
+    "str_layers.#.rules.*": Tolerance(abs=0.015, why=f"rules at STR's mean density; {_MEASURED}"),
+    "str_layers.#.density": Tolerance(abs=0.01, why="below 0.002 measured; kept as wide as the other densities"),
+    "runs.#.thresholds.#": Tolerance(abs=0.01, why=f"measured 0.005; {_MEASURED}"),
+    "runs.#.density_trace.#": Tolerance(abs=0.01, why="below 0.002 measured; kept as wide as the other densities"),
+    "*density*": Tolerance(abs=0.01, why="below 0.002 measured; kept as wide as the layer densities' mean change"),
+    "*flops*": Tolerance(rel=0.03, why=f"per run 0.9 %, seed spreads 1.9 % measured; {_MEASURED}"),
+    "*test_acc.std": Tolerance(abs=0.02, why=f"measured 0.012; {_MEASURED}"),
+    "*test_acc.sem": Tolerance(abs=0.011, why=f"measured 0.007; {_MEASURED}"),
+    "summary.*": Tolerance(abs=0.035, why=f"seed minima measured 0.023, means less; {_MEASURED}"),
+    "*_acc*": Tolerance(abs=0.07, why=f"70 of 1,000 test examples; measured 44; {_MEASURED}"),
 }
 
 EXPERIMENT = Experiment(
