@@ -1,8 +1,8 @@
 """Dynamic sparse training: SET and RigL as training callbacks.
 
 Chapter 5 (*Gradient flow*) shows that updating the mask during training
-improves gradient flow (Evci et al. 2022); chapter 7 starts DST from random
-source masks. Definitions (appendix *Formulas and notation*, dynamic sparse training):
+improves gradient flow (Evci et al. 2022); chapter 7 starts GraNet (gradual
+pruning with RigL's regrowth, :class:`GraNet`) from random source masks. Definitions (appendix *Formulas and notation*, dynamic sparse training):
 
 - every ``update_every`` (ΔT) steps until ``end`` (75 %) of training, each
   sparse layer **drops** the fraction ``f_t`` of its active weights with the
@@ -25,7 +25,7 @@ import torch
 
 from .gradflow import check_batch, gradient_norm, masked_gradients
 from .masks import Masking, RegisteredNames, maskable_layers
-from .pruning import top_k_mask
+from .pruning import GradualMagnitudePruning, top_k_mask
 from .train import Callback, TrainState, _digest
 
 GROW_CRITERIA: tuple[str, ...] = ("random", "gradient")
@@ -75,13 +75,16 @@ def drop_and_grow(
     mask: torch.Tensor,
     grow_scores: torch.Tensor,
     fraction: float,
+    allowed: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """One layer's mask update: drop the smallest ``|w|``, grow the highest ``grow_scores`` (chapter 5).
 
     ``k = round(fraction · active)`` active weights with the smallest
     magnitude leave the mask, then the ``k`` inactive positions (just-dropped
     ones included) with the highest grow score join it, so the count of active
-    weights is unchanged. Ties go to the lower flat index.
+    weights is unchanged. Ties go to the lower flat index. ``allowed`` (a 0/1
+    mask) restricts growth to its positions, e.g. a random source mask
+    (chapter 7's :class:`GraNet`).
 
     Returns
     -------
@@ -94,7 +97,8 @@ def drop_and_grow(
     if k == 0 or active == mask.numel():
         return mask.clone(), mask.clone(), 0
     after_drop = top_k_mask(weight.detach().cpu().abs(), mask, active - k)
-    grown = top_k_mask(grow_scores.detach().cpu(), ~after_drop, k)
+    free = ~after_drop if allowed is None else ~after_drop & allowed.detach().cpu().bool()
+    grown = top_k_mask(grow_scores.detach().cpu(), free, k)
     return after_drop, after_drop | grown, k
 
 
@@ -193,6 +197,10 @@ class DynamicSparseTraining(Callback):
             grads = masked_gradients(state.model, x, y, task=task, masked=False)
         return {name: grads[name].detach().abs() for name in masking.masks}
 
+    def grow_region(self, name: str) -> torch.Tensor | None:
+        """Where layer ``name`` may grow: ``None`` (anywhere) here; :class:`GraNet` returns its source mask."""
+        return None
+
     def update(self, state: TrainState, fraction: float) -> dict:
         """Swap ``fraction`` of every sparse layer's active weights now; return the event record."""
         masking = state.masking
@@ -204,7 +212,8 @@ class DynamicSparseTraining(Callback):
         modules = dict(maskable_layers(state.model))
         per_layer = {}
         for name, mask in masking.masks.items():
-            after_drop, after_grow, k = drop_and_grow(modules[name].weight, mask, scores[name], fraction)
+            after_drop, after_grow, k = drop_and_grow(modules[name].weight, mask, scores[name], fraction,
+                                                      self.grow_region(name))
             if k == 0:
                 continue
             # Two steps so that a position dropped and regrown in the same update also
@@ -259,4 +268,86 @@ class RigL(SET):
         return self.gradient_scores(state, masking)
 
 
-__all__ = ["GROW_CRITERIA", "DST_METHODS", "DST_NAMES", "register_dst", "unregister_dst", "cosine_drop_fraction", "drop_and_grow", "DynamicSparseTraining", "SET", "RigL"]
+class GraNet(RigL):
+    """GraNet (Liu et al. 2021): gradual magnitude pruning with RigL's drop-and-grow at the scheduled density.
+
+    Chapter 7, section *Learned and gradual sparsity from a random source*
+    (appendix *Formulas and notation*, sparse-to-sparse training). Every
+    ``update_every`` steps until ``end`` of training, first
+    :class:`~rpbook.pruning.GradualMagnitudePruning` removes the smallest
+    weights (globally) down to the cubic schedule's density
+    (:func:`~rpbook.pruning.cubic_density`, from the starting density: the
+    source's, or 1 for a dense start, to ``final_density``), then RigL's
+    update (:meth:`SET.update`) drops the fraction ``f_t`` of every layer's
+    active weights by magnitude and regrows as many where the dense gradient is
+    largest, so the count stays on the schedule. ``f_t`` decays from
+    ``drop_fraction`` as a cosine (:func:`cosine_drop_fraction`).
+
+    Regrowth stays inside the **starting mask** (``grow_within_source``), so
+    from a random source the network never leaves it, as with IMP and STR in
+    chapter 7 (Gadhikar et al. 2023); with ``grow_within_source=False`` it may
+    grow anywhere, as the released GraNet does. GraNet is not in
+    :data:`DST_METHODS`: that registry holds constant-count methods that
+    chapter 5's pipeline runs at a fixed density.
+
+    Attributes
+    ----------
+    pruning : GradualMagnitudePruning
+        The schedule's pruning callback (its ``events`` record each pruning step).
+    events : list of dict
+        RigL's update records (see :class:`DynamicSparseTraining`).
+    trace : list of dict
+        ``{"epoch", "densities"}``: the layer densities at the start and after every epoch.
+    """
+
+    name, label, color = "granet", "GraNet", "#D55E00"
+
+    def __init__(self, final_density: float, *, start: float = 0.0, end: float = 0.75, update_every: int = 100,
+                 drop_fraction: float = 0.5, scope: str = "global", grow_within_source: bool = True,
+                 grow_batch: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0):
+        if not isinstance(grow_within_source, bool):
+            raise ValueError(f"grow_within_source must be True or False, got {grow_within_source!r}")
+        super().__init__(drop_fraction=drop_fraction, update_every=update_every, end=end, grow_batch=grow_batch,
+                         seed=seed)
+        # prunes at every update step (every = update_every), and last at the end of the schedule
+        self.pruning = GradualMagnitudePruning(final_density, start=start, end=end, every=update_every, scope=scope)
+        self.grow_within_source = grow_within_source
+        self.trace: list[dict] = []
+        self._source: dict[str, torch.Tensor] = {}
+
+    def on_train_begin(self, state: TrainState) -> None:
+        super().on_train_begin(state)
+        self.pruning.on_train_begin(state)
+        if not self._source:
+            self._source = state.masking.masks
+        if not self.trace:
+            self.trace.append({"epoch": 0, "densities": state.masking.layer_densities()})
+
+    def grow_region(self, name: str) -> torch.Tensor | None:
+        """The starting (source) mask of layer ``name``, or ``None`` when growth may go anywhere."""
+        return self._source.get(name) if self.grow_within_source else None
+
+    def on_step_end(self, state: TrainState) -> None:
+        self.pruning.on_step_end(state)   # down to the schedule's density ...
+        super().on_step_end(state)        # ... then drop and regrow at that count
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        self.trace.append({"epoch": state.epoch + 1, "densities": state.masking.layer_densities()})
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "pruning": self.pruning.state_dict(), "trace": [dict(t) for t in self.trace],
+                "source": dict(self._source)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.pruning.load_state_dict(state.get("pruning", {}))
+        self.trace = [dict(t) for t in state.get("trace", [])]
+        self._source = dict(state.get("source") or {})
+
+    def fingerprint(self) -> dict:
+        """RigL's schedule, the pruning schedule and where growth may go."""
+        return {**super().fingerprint(), "pruning": self.pruning.fingerprint(),
+                "grow_within_source": self.grow_within_source}
+
+
+__all__ = ["GROW_CRITERIA", "DST_METHODS", "DST_NAMES", "register_dst", "unregister_dst", "cosine_drop_fraction", "drop_and_grow", "DynamicSparseTraining", "SET", "RigL", "GraNet"]

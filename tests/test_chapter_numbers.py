@@ -93,12 +93,18 @@ def test_chapter6_numbers_cover_its_prose():
 
 def test_chapter7_numbers_cover_its_prose():
     imp = record("s2s_imp")["result"]
+    sg = record("s2s_str_granet")["result"]
     numbers = {**ch7.numbers(imp=imp), **ch7.numbers(pai=record("s2s_pruning_at_init")["result"]),
-               **ch7.numbers(col=record("layer_collapse")["result"])}
+               **ch7.numbers(col=record("layer_collapse")["result"]), **ch7.numbers(imp=imp, sg=sg)}
     check_values(numbers)
     assert cited("07_sparse_to_sparse.ipynb") <= set(numbers)
     assert numbers["imp_levels_total"] == len(imp["runs"])
     assert 0 <= numbers["imp_pyr_worst_cells"] <= numbers["imp_cells"]
+    # by hand: GraNet from the dense network at the densest target, and STR's reached densities lie in the range
+    hit = [s for s in sg["summary"] if s["source"] == "dense" and s["method"] == "granet"
+           and s["setting"] == numbers["sg_t_hi"]]
+    assert numbers["sg_granet_dense_hi"] == hit[0]["test_acc"]["mean"]
+    assert numbers["sg_str0_p_min"] <= numbers["sg_str0_p_dense"] <= numbers["sg_str0_p_max"]
 
 
 def test_numbers_need_their_inputs():

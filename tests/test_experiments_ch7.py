@@ -67,3 +67,61 @@ def test_chapter7_figures_and_explorer_draw_quick_results():
     assert len(figure.axes) == 2
     with pytest.raises(ValueError, match="not stored"):
         ch7.s2s_explorer(imp, pres, rule="pyramidal")
+
+
+def test_s2s_str_granet_quick_stays_in_the_source_and_draws():
+    import tempfile
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rpbook.chapters import ch7_sparse_to_sparse as ch7
+    from rpbook.experiments import RunContext, s2s_str_granet as sg
+    from rpbook.results import ResultStore
+
+    config = sg.presets("quick")
+    with tempfile.TemporaryDirectory() as tmp:
+        result = sg.run(config, RunContext("s2s_str_granet", config, ResultStore(tmp), progress=False))
+    n_weights = sum(result["layer_sizes"])
+    for row in result["runs"]:
+        assert 0.0 <= row["test_acc"] <= 1.0
+        assert len(row["density_trace"]) == config.train.epochs + 1
+        assert row["density_trace"][0] == pytest.approx(row["source_density"], abs=len(result["layers"]) / n_weights)
+        assert row["density"] <= row["source_density"] + 1e-9       # never leaves (or grows beyond) the source
+        if row["method"] == "granet":
+            assert row["density"] == pytest.approx(row["setting"], abs=1 / n_weights)  # GraNet hits its target
+        else:
+            assert len(row["thresholds"]) == len(result["layers"]) and all(0 < t < 0.5 for t in row["thresholds"])
+    # a sparse source trains with fewer FLOPs than the dense network, for each method
+    flops = {(r["rule"], r["method"]): r["train_flops"] for r in result["runs"]}
+    assert flops[("balanced", "granet")] < flops[("dense", "granet")]
+    assert flops[("balanced", "str")] < flops[("dense", "str")]
+    entry = result["str_layers"][0]
+    assert set(entry["rules"]) == set(sg.COMPARED_RULES)
+    for dens in entry["rules"].values():  # every rule spends the same budget as STR's reached density
+        assert sum(p * n for p, n in zip(dens, result["layer_sizes"])) == pytest.approx(entry["density"] * n_weights)
+    rule, dist = sg.closest_rule(entry)
+    assert rule in sg.COMPARED_RULES and dist >= 0
+    assert sg.log_distance([0.1, 1.0], [0.01, 1.0]) == pytest.approx(0.5)
+    ch7.plot_str_granet(result)
+    ch7.plot_str_layer_densities(result)
+    plt.close("all")
+    numbers = ch7.numbers(sg=result)
+    assert numbers["sg_str_lo_closest"] in sg.COMPARED_RULES and ch7.str_figure_decays(result) == [0.06]
+    with pytest.raises(ValueError, match="unknown method"):
+        sg.method_points(result, "dense", "imp")
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("str_decays", (0.0,), "str_decays"), ("str_decays", (0.1, 0.1), "str_decays"), ("s_init", 1.0, "s_init"),
+    ("update_every", 0, "update_every"), ("drop_fraction", 1.0, "drop_fraction"), ("prune_end", 0.0, "prune_end"),
+    ("targets", (0.6,), "densest target"), ("source_rules", ("nope",), "nope"),
+])
+def test_s2s_str_granet_refuses_bad_configs(field, value, match):
+    import dataclasses
+
+    from rpbook.experiments import s2s_str_granet as sg
+
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(sg.presets("quick"), **{field: value})

@@ -147,6 +147,8 @@ def test_other_full_presets_run_on_tiny_cifar(name, shrink, tiny_cifar, watch_tr
                              "targets": (0.1,), "synflow_iterations": 2, "score_batch": 8}),
     ("layer_collapse", {"include_dense": False, "methods": ("magnitude", "synflow-oneshot"),
                         "densities": (0.05, 0.005), "train_densities": (0.005,), "score_batch": 8}),
+    # STR reparameterizes VGG-16's Conv2d layers; GraNet prunes once, at the end of its (one-step) schedule
+    ("s2s_str_granet", {"include_dense": False, "source_densities": (0.5,), "targets": (0.1,), "str_decays": (0.05,)}),
 ])
 def test_chapter7_full_presets_run_vgg16_on_tiny_cifar(name, shrink, tiny_cifar, watch_training, tmp_path):
     full = get_experiment(name).config("full")

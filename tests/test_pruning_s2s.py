@@ -313,3 +313,177 @@ def test_scores_that_need_data_are_refused_up_front():
     for bad in ((40.7,), (True,), 40, "40", ()):
         with pytest.raises(ValueError, match="in_shape"):
             prune_at_init(model, "synflow", 0.1, in_shape=bad)
+
+
+# ----------------------------------------------------------------------------- STR and GraNet (chapter 7)
+
+
+def toy_data(n=330, d=12, classes=4, seed=0):
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    y = (x @ torch.randn(d, classes, generator=g)).argmax(1)
+    return SimpleNamespace(name="toy", x_train=x[:240], y_train=y[:240], x_val=x[240:270], y_val=y[240:270],
+                           x_test=x[270:], y_test=y[270:], task="classification", in_shape=(d,), num_classes=classes)
+
+
+def toy_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(12, 40), nn.ReLU(), nn.Linear(40, 24), nn.ReLU(), nn.Linear(24, 4))
+
+
+def test_soft_threshold_shrinks_small_weights_to_exactly_zero():
+    from rpbook.soft_threshold import soft_threshold
+
+    w = torch.tensor([-0.5, -0.1, 0.0, 0.05, 0.2, 0.3])
+    s = torch.logit(torch.tensor(0.2))  # threshold sigmoid(s) = 0.2
+    out = soft_threshold(w, s)
+    assert torch.allclose(out, torch.tensor([-0.3, 0.0, 0.0, 0.0, 0.0, 0.1]), atol=1e-6)
+    assert int((out == 0).sum()) == 4  # exactly zero, not small
+    # the gradient reaches w only where it survives, and s from every survivor (d/ds = -sigmoid'(s) sign(w))
+    w.requires_grad_(True)
+    s = s.clone().requires_grad_(True)
+    soft_threshold(w, s).sum().backward()
+    assert w.grad.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    assert float(s.grad) == pytest.approx(-0.2 * 0.8 * (-1 + 1), abs=1e-7)
+
+
+def test_str_layers_compute_the_effective_weight_and_respect_the_source():
+    from rpbook.soft_threshold import THRESHOLD_PARAM, SoftThreshold, SoftThresholdLinear, soft_threshold
+
+    model = toy_net()
+    source = sample_masks(model, 0.3, "uniform", seed=1)
+    masking = Masking(model, source)
+    st = SoftThreshold(model, s_init=-1.5)
+    first = model[0]
+    assert isinstance(first, SoftThresholdLinear) and isinstance(first, nn.Linear)
+    assert sum(1 for n, _ in model.named_parameters() if n.endswith(THRESHOLD_PARAM)) == 3
+    with torch.no_grad():
+        first.weight.add_(1.0)  # raw weights outside the source become nonzero (bypassing the Masking) ...
+    x = torch.randn(5, 12)
+    expected = nn.functional.linear(x, soft_threshold(first.weight * source["0"], first.str_threshold), first.bias)
+    assert torch.allclose(first(x), expected)
+    # ... but the source mask multiplies first: the effective weight stays zero outside it
+    assert not (st.effective_masks()["0"] & ~source["0"]).any()
+    with pytest.raises(ValueError, match="plain Linear and Conv2d"):
+        SoftThreshold(model)
+    for bad in (0.0, 3, float("nan"), True):
+        with pytest.raises(ValueError, match="s_init"):
+            SoftThreshold(toy_net(), s_init=bad)
+    with pytest.raises(ValueError, match="threshold_decay"):
+        SoftThreshold(toy_net(), threshold_decay=-0.1)
+    with pytest.raises(ValueError, match="unknown: nope"):
+        SoftThreshold(toy_net(), layers=["nope"])
+
+
+def test_str_threshold_decay_makes_the_network_sparse_and_finalize_keeps_its_function():
+    from rpbook.soft_threshold import THRESHOLD_PARAM, SoftThreshold
+    from rpbook.train import TrainConfig, fit
+
+    data = toy_data()
+    config = TrainConfig(epochs=4, batch_size=24, lr=0.05, weight_decay=0.0, seed=0, amp=False)
+    densities = {}
+    for decay in (0.0, 0.5):
+        model = toy_net()
+        source = sample_masks(model, 0.5, "uniform", seed=2)
+        masking = Masking(model, source)
+        st = SoftThreshold(model, s_init=-6.0, threshold_decay=decay)
+        fit(model, data, config, masking=masking, callbacks=[st], progress=False)
+        assert len(st.trace) == config.epochs + 1 and st.trace[0]["epoch"] == 0
+        densities[decay] = st.global_density()
+        x = data.x_test
+        with torch.no_grad():
+            before = model(x)
+        masks = st.finalize(masking)
+        with torch.no_grad():
+            after = model(x)
+        assert torch.allclose(before, after, atol=1e-6)               # finalize keeps the function
+        assert all(type(m) is nn.Linear for m in model if hasattr(m, "weight"))
+        assert not any(n.endswith(THRESHOLD_PARAM) for n, _ in model.named_parameters())
+        assert all(not (masks[n] & ~source[n]).any() for n in source)  # never leaves the source
+        assert {n: bool(torch.equal(m, masking.masks[n])) for n, m in masks.items()} == {n: True for n in masks}
+        with pytest.raises(ValueError, match="finalized already"):
+            st.finalize()
+    # without decay sigmoid(-6) = 0.0025 barely thresholds; decay pulls s up and prunes
+    assert densities[0.0] > 0.45 and densities[0.5] < 0.8 * densities[0.0]
+
+
+def test_density_trace_flops_is_the_trapezoid_rule():
+    from rpbook.soft_threshold import density_trace_flops
+
+    trace = [{"epoch": 0, "densities": {"a": 1.0, "b": 0.5}}, {"epoch": 1, "densities": {"a": 0.5, "b": 0.5}},
+             {"epoch": 2, "densities": {"a": 0.5, "b": 0.0}}]
+    assert density_trace_flops(trace, {"a": 100, "b": 10}) == pytest.approx([75 + 5, 50 + 2.5])
+    with pytest.raises(ValueError, match="start and at least one epoch"):
+        density_trace_flops(trace[:1], {"a": 1, "b": 1})
+
+
+def test_drop_and_grow_grows_only_where_allowed():
+    from rpbook.dst import drop_and_grow
+
+    weight = torch.tensor([[0.1, 0.9, 0.0, 0.0, 0.5, 0.0]])
+    mask = torch.tensor([[1, 1, 0, 0, 1, 0]], dtype=torch.bool)
+    scores = torch.tensor([[0.0, 0.0, 9.0, 5.0, 0.0, 7.0]])
+    allowed = torch.tensor([[1, 1, 0, 1, 1, 0]], dtype=torch.bool)
+    after_drop, after_grow, k = drop_and_grow(weight, mask, scores, 1 / 3, allowed)
+    assert k == 1 and after_drop.tolist() == [[False, True, False, False, True, False]]
+    assert after_grow.tolist() == [[False, True, False, True, True, False]]  # 9 and 7 are not allowed
+    _, free_grow, _ = drop_and_grow(weight, mask, scores, 1 / 3)
+    assert free_grow[0, 2]
+
+
+class _ScheduleWatch:
+    """After every step (GraNet's updates included): the kept count, and whether the masks stay in the source."""
+
+    def __init__(self, source):
+        from rpbook.train import Callback
+
+        outer = self
+
+        class Watch(Callback):
+            def on_step_end(self, state):
+                masks = state.masking.masks
+                outer.rows.append({"step": state.step, "kept": sum(int(m.sum()) for m in masks.values()),
+                                   "inside": all(not (masks[n] & ~source[n]).any() for n in source)})
+
+        self.rows, self.callback = [], Watch()
+
+
+def test_granet_keeps_the_count_on_schedule_and_regrows_only_inside_the_source():
+    from rpbook.dst import GraNet
+    from rpbook.pruning import cubic_density
+    from rpbook.train import TrainConfig, fit
+
+    data = toy_data()
+    model = toy_net()
+    source = sample_masks(model, 0.5, "balanced", seed=0)
+    masking = Masking(model, source)
+    total = sum(m.numel() for m in source.values())
+    start = sum(int(m.sum()) for m in source.values()) / total
+    config = TrainConfig(epochs=4, batch_size=24, lr=0.05, seed=0, amp=False)  # 40 steps
+    granet = GraNet(0.1, end=0.75, update_every=5, drop_fraction=0.5, seed=0)
+    watch = _ScheduleWatch(source)
+    fit(model, data, config, masking=masking, callbacks=[granet, watch.callback], progress=False)
+    t1 = 30
+    for row in watch.rows:
+        assert row["inside"]
+        if row["step"] % 5 == 0 and 0 < row["step"] <= t1:
+            p = cubic_density(row["step"], start_step=0, end_step=t1, final_density=0.1, initial_density=start)
+            assert row["kept"] == round(p * total)  # pruned to the schedule, and regrowth kept the count
+    assert watch.rows[-1]["kept"] == round(0.1 * total)
+    swapped = [e["swapped"] for e in granet.events]
+    assert len(swapped) == 5 and all(s > 0 for s in swapped)  # regrowth happened at every update before the end
+    assert len(granet.trace) == config.epochs + 1
+    assert granet.trace[-1]["densities"] == masking.layer_densities()
+    # growing anywhere (the released GraNet) leaves the source at some point on this net
+    model2 = toy_net()
+    masking2 = Masking(model2, source)
+    free = GraNet(0.1, end=0.75, update_every=5, drop_fraction=0.5, seed=0, grow_within_source=False)
+    watch2 = _ScheduleWatch(source)
+    fit(model2, data, config, masking=masking2, callbacks=[free, watch2.callback], progress=False)
+    assert not all(r["inside"] for r in watch2.rows)
+    with pytest.raises(ValueError, match="grow_within_source"):
+        GraNet(0.1, grow_within_source="yes")
+    with pytest.raises(ValueError, match="final_density"):
+        GraNet(1.5)

@@ -1,8 +1,8 @@
-"""Chapter 7, *Sparse-to-sparse*: IMP and pruning at initialisation inside random
-source masks, layer collapse, and the sparse-to-sparse explorer.
+"""Chapter 7, *Sparse-to-sparse*: IMP, pruning at initialisation, STR and GraNet
+inside random source masks, layer collapse, and the sparse-to-sparse explorer.
 
-The figures only read stored results of ``s2s_imp``, ``s2s_pruning_at_init``
-and ``layer_collapse``.
+The figures only read stored results of ``s2s_imp``, ``s2s_pruning_at_init``,
+``s2s_str_granet`` and ``layer_collapse``.
 
 The notebook of this chapter imports this module (and the science modules) only;
 no chapter module imports another.
@@ -13,14 +13,16 @@ import math
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..experiments import s2s_imp
+from ..experiments import s2s_imp, s2s_str_granet
 from ..experiments.layer_collapse import collapse_curve
 from ..experiments.s2s_pruning_at_init import pai_curve
 from .explorer import stored_value, stored_view
-from .style import DEAD_COLOR, PALETTE, book_style, density_ticks, errorbar, rule_color, rule_label, source_density_color
+from .style import (DEAD_COLOR, PALETTE, book_style, density_ticks, errorbar, log_ticks, nice_number, rule_color,
+                    rule_label, source_density_color)
 
 # The notebook imports only this module: the style helpers it needs come with it.
 from .style import Table, glue, use_book_style  # noqa: F401
@@ -209,6 +211,116 @@ def plot_layer_collapse(result: Mapping, axes: "Sequence[plt.Axes] | None" = Non
     right.set_title(f"trained at density {d:g} (plain: {sources[0]}" + (f"; hatched: {sources[1]}" if len(sources) > 1 else "") + "; dotted: chance)",
                     fontsize=9)
     return axes
+#: Marker and line style of each method of ``s2s_str_granet`` (chapter 7); the colour is the source's.
+SG_METHOD_STYLE: dict[str, dict] = {"granet": {"marker": "o", "ls": "-", "label": "GraNet"},
+                                    "str": {"marker": "s", "ls": ":", "label": "STR"}}
+
+
+def _source_color(source: str) -> str:
+    return rule_color("dense") if source == "dense" else source_density_color(float(source.rsplit(" ", 1)[1]))
+
+
+def plot_str_granet(result: Mapping, imp: Mapping | None = None, axes: "Sequence[plt.Axes] | None" = None
+                    ) -> "Sequence[plt.Axes]":
+    """STR and GraNet from the dense network and from ER sources (chapter 7).
+
+    Left: test accuracy against the density each run ends at (GraNet: its
+    target; STR: what its thresholds reached), one colour per source (as in
+    the pruning-at-init figure), circles and solid lines GraNet, squares and
+    dotted lines STR; error bars ± one std over seeds in both directions.
+    ``imp`` (the ``s2s_imp`` result) adds IMP from the same sources as faint
+    crosses. Right: the same accuracies against the training FLOPs of the run
+    (log scale), with IMP's FLOPs summed over its levels.
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    left, right = axes
+    sources = s2s_str_granet.sources_of(result)
+    densities = set()
+    for source in sources:
+        color = _source_color(source)
+        for method, style in SG_METHOD_STYLE.items():
+            pts = s2s_str_granet.method_points(result, source, method)
+            x = [p["density"]["mean"] for p in pts]
+            xerr = [p["density"]["std"] for p in pts]
+            y = [p["test_acc"]["mean"] for p in pts]
+            yerr = [p["test_acc"]["std"] for p in pts]
+            f = [p["train_flops"]["mean"] / 1e9 for p in pts]
+            densities.update(x)
+            left.errorbar(x, y, xerr=xerr, yerr=yerr, color=color, marker=style["marker"], ls=style["ls"], ms=5,
+                          capsize=2)
+            right.errorbar(f, y, yerr=yerr, color=color, marker=style["marker"], ls="none", ms=5, capsize=2)
+        if imp is not None and source in s2s_imp.sources_of(imp):
+            c = s2s_imp.imp_curve(imp, source, targets_only=True)
+            left.plot(c["density"], c["mean"], color=color, marker="x", ls="none", alpha=0.6, ms=6)
+            densities.update(c["density"])
+            right.plot(np.asarray(c["flops"]) / 1e9, c["mean"], color=color, marker="x", ls="none", alpha=0.6, ms=6)
+    ticks = [d for d in (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+             if min(densities) / 1.5 <= d <= max(densities) * 1.5]
+    density_ticks(left, ticks)
+    left.invert_xaxis()
+    left.set_xlabel("density at the end of training (log scale)")
+    left.set_ylabel("test accuracy")
+    left.set_title("accuracy against the density reached", fontsize=10)
+    from matplotlib.lines import Line2D
+
+    # one legend for the colours (sources) and one for the markers (methods), below both panels
+    handles = [Line2D([], [], color=_source_color(src), lw=6, label=f"{src} source") for src in sources]
+    handles += [Line2D([], [], color="0.3", marker=st["marker"], ls=st["ls"], label=st["label"])
+                for st in SG_METHOD_STYLE.values()]
+    if imp is not None:
+        handles.append(Line2D([], [], color="0.3", marker="x", ls="none", label="IMP (s2s_imp)"))
+    left.figure.legend(handles=handles, fontsize=7.5, loc="upper center", ncols=3, bbox_to_anchor=(0.5, 0.0),
+                       frameon=False)
+    right.set_xscale("log")
+    right.xaxis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    right.xaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+    right.xaxis.set_minor_formatter(mticker.NullFormatter())
+    right.set_xlabel("training GFLOPs (log scale)")
+    right.set_title("accuracy against training compute" + (" (×: IMP)" if imp is not None else ""), fontsize=10)
+    return axes
+
+
+def plot_str_layer_densities(result: Mapping, axes: "Sequence[plt.Axes] | None" = None, *,
+                             decays: Sequence[float] | None = None) -> "Sequence[plt.Axes]":
+    """The layer densities STR learns, against the registered rules at the same overall density (chapter 7).
+
+    One panel per STR threshold decay in ``decays`` (default: all stored).
+    Thick black: STR from the dense network (mean over seeds); dashed,
+    coloured by source: STR inside each ER source; thin lines: what the rules
+    uniform, ERK, balanced and pyramidal give at the overall density STR
+    reached from the dense network.
+    """
+    entries = result["str_layers"]
+    stored = list(dict.fromkeys(e["setting"] for e in entries))
+    decays = stored if decays is None else list(decays)
+    missing = [d for d in decays if d not in stored]
+    if missing:
+        raise ValueError(f"threshold decay(s) {missing} are not stored; stored: {stored}")
+    if axes is None:
+        _, axes = plt.subplots(1, len(decays), figsize=(3.9 * len(decays), 3.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    layers = list(result["layers"])
+    x = np.arange(len(layers))
+    for ax, lam in zip(axes, decays):
+        group = [e for e in entries if e["setting"] == lam]
+        dense = next((e for e in group if e["source"] == "dense"), group[0])
+        for rule, dens in dense["rules"].items():
+            ax.plot(x, dens, color=rule_color(rule), lw=1.2, marker=".", label=rule_label(rule))
+        for e in group:
+            is_dense = e["source"] == "dense"
+            ax.plot(x, e["layer_densities"], color=_source_color(e["source"]), lw=2.6 if is_dense else 1.6,
+                    ls="-" if is_dense else "--", marker="s", ms=5,
+                    label=f"STR, {e['source']} source ({e['density']:.3f})")
+        log_ticks(ax)
+        ax.set_xticks(x, [f"{n}\n({nice_number(k)})" for n, k in zip(layers, result["layer_sizes"])])
+        ax.set_xlabel("layer (weights), input → output")
+        ax.set_title(f"STR, threshold decay {lam:g}: overall {dense['density']:.3f}", fontsize=9)
+    axes[0].set_ylabel("layer density (log scale)")
+    axes[-1].legend(fontsize=6.5, loc="upper center")
+    return axes
+
+
 # One explorer over the STORED results of rpbook.experiments.s2s_imp and
 # s2s_pruning_at_init: source rule, source density and pruning method.
 # Nothing is trained when a control moves.
@@ -368,13 +480,99 @@ def _source_density(source: str) -> float:
     return float(source.rsplit(" ", 1)[1])
 
 
-def numbers(imp: dict | None = None, pai: dict | None = None, col: dict | None = None) -> dict:
+def str_figure_decays(sg: Mapping) -> list[float]:
+    """The STR threshold decays whose dense-source density lies nearest GraNet's densest and sparsest target.
+
+    Chapter 7 draws STR's layer densities at these two (one if they coincide).
+    """
+    targets = sorted({s["setting"] for s in sg["summary"] if s["method"] == "granet"}, reverse=True)
+    dense = {e["setting"]: e["density"] for e in sg["str_layers"] if e["source"] == "dense"}
+    if not dense:
+        dense = {e["setting"]: e["density"] for e in sg["str_layers"]}
+    picks = [min(dense, key=lambda lam: abs(math.log(max(dense[lam], 1e-9)) - math.log(t)))
+             for t in (targets[0], targets[-1])]
+    return list(dict.fromkeys(picks))
+
+
+def _sg_numbers(sg: dict, imp: dict | None) -> dict:
+    """The numbers of the STR/GraNet section (``sg_*``); with ``imp``, also IMP's at the same targets."""
+    out: dict = {}
+    sources = s2s_str_granet.sources_of(sg)
+    er = [s for s in sources if s != "dense"]
+    sparsest = min(er, key=_source_density)
+    out["sg_sparsest"] = sparsest
+    targets = sorted({s["setting"] for s in sg["summary"] if s["method"] == "granet"}, reverse=True)
+    t_hi, t_lo = targets[0], targets[-1]
+    out.update({"sg_t_hi": t_hi, "sg_t_lo": t_lo})
+
+    def row(source: str, method: str, setting: float) -> dict:
+        return next(s for s in sg["summary"] if s["source"] == source and s["method"] == method
+                    and s["setting"] == setting)
+
+    for tag, t in (("hi", t_hi), ("lo", t_lo)):
+        dense = row("dense", "granet", t)
+        out[f"sg_granet_dense_{tag}"] = dense["test_acc"]["mean"]
+        out[f"sg_granet_dense_std_{tag}"] = 100 * dense["test_acc"]["std"]
+        out[f"sg_granet_src_{tag}"] = row(sparsest, "granet", t)["test_acc"]["mean"]
+        gaps = [dense["test_acc"]["mean"] - row(s, "granet", t)["test_acc"]["mean"] for s in er]
+        out[f"sg_granet_gap_{tag}"] = 100 * max(gaps)            # worst ER source, in points
+        out[f"sg_granet_flops_share_{tag}"] = row(sparsest, "granet", t)["train_flops"]["mean"] / dense["train_flops"]["mean"]
+        if imp is not None and "dense" in s2s_imp.sources_of(imp):
+            c = s2s_imp.imp_curve(imp, "dense", targets_only=True)
+            hit = [j for j, d in enumerate(c["density"]) if math.isclose(d, t)]
+            if hit:
+                j = hit[0]
+                out[f"sg_imp_dense_{tag}"] = c["mean"][j]
+                out[f"sg_granet_minus_imp_{tag}"] = 100 * (dense["test_acc"]["mean"] - c["mean"][j])
+                out[f"sg_granet_imp_flops_{tag}"] = dense["train_flops"]["mean"] / c["flops"][j]
+    decays = sorted({s["setting"] for s in sg["summary"] if s["method"] == "str"})
+    for i, lam in enumerate(decays):
+        dense = row("dense", "str", lam)
+        out[f"sg_str{i}_decay"] = lam
+        out[f"sg_str{i}_p_dense"] = dense["density"]["mean"]
+        out[f"sg_str{i}_p_dense_std"] = dense["density"]["std"]
+        out[f"sg_str{i}_acc_dense"] = dense["test_acc"]["mean"]
+        reached = [row(s, "str", lam)["density"]["mean"] for s in sources]
+        out[f"sg_str{i}_p_min"], out[f"sg_str{i}_p_max"] = min(reached), max(reached)
+        out[f"sg_str{i}_p_src"] = row(sparsest, "str", lam)["density"]["mean"]
+        out[f"sg_str{i}_acc_src"] = row(sparsest, "str", lam)["test_acc"]["mean"]
+        # GraNet from the dense network at the target nearest (in log density) to what STR reached
+        near = min(targets, key=lambda t: abs(math.log(t) - math.log(dense["density"]["mean"])))
+        out[f"sg_str{i}_near_target"] = near
+        out[f"sg_str{i}_minus_granet"] = 100 * (dense["test_acc"]["mean"] - row("dense", "granet", near)["test_acc"]["mean"])
+        out[f"sg_str{i}_flops_vs_granet"] = dense["train_flops"]["mean"] / row("dense", "granet", near)["train_flops"]["mean"]
+    # the layer-wise densities STR learns from the dense network, at the decays that land nearest each target
+    shown = str_figure_decays(sg)
+    for tag, lam in (("hi", shown[0]), ("lo", shown[-1])):
+        entry = next(e for e in sg["str_layers"] if e["source"] == "dense" and e["setting"] == lam)
+        closest, dist = s2s_str_granet.closest_rule(entry)
+
+        def profile(dens: Sequence[float]) -> str:
+            return ", ".join(f"{n} {p:.3f}" for n, p in zip(sg["layers"], dens))
+
+        out.update({f"sg_str_{tag}_decay": lam, f"sg_str_{tag}_p": entry["density"],
+                    f"sg_str_{tag}_layers": profile(entry["layer_densities"]),
+                    f"sg_str_{tag}_erk": profile(entry["rules"]["erk"]),
+                    f"sg_str_{tag}_balanced": profile(entry["rules"]["balanced"]),
+                    f"sg_str_{tag}_closest": closest, f"sg_str_{tag}_closest_dist": dist,
+                    f"sg_str_{tag}_sparsest_layer": sg["layers"][int(np.argmin(entry["layer_densities"]))],
+                    f"sg_str_{tag}_densest_layer": sg["layers"][int(np.argmax(entry["layer_densities"]))]})
+    out.update({"sg_str_collapsed": sum(bool(r["collapsed"]) for r in sg["runs"] if r["method"] == "str"),
+                "sg_granet_collapsed": sum(bool(r["collapsed"]) for r in sg["runs"] if r["method"] == "granet"),
+                "sg_runs_per_method": sum(1 for r in sg["runs"] if r["method"] == "str")})
+    return out
+
+
+def numbers(imp: dict | None = None, pai: dict | None = None, col: dict | None = None, sg: dict | None = None) -> dict:
     """Every number chapter 7's prose quotes, by glue name, from the stored results given.
 
     ``imp``: the ``s2s_imp`` result (accuracy gaps, training FLOPs, collapsed
-    IMP levels); ``pai``: ``s2s_pruning_at_init``; ``col``: ``layer_collapse``.
+    IMP levels); ``pai``: ``s2s_pruning_at_init``; ``col``: ``layer_collapse``;
+    ``sg``: ``s2s_str_granet`` (with ``imp`` also compared with IMP).
     """
     out: dict = {}
+    if sg is not None:
+        out.update(_sg_numbers(sg, imp))
     if imp is not None:
         targets = sorted({s["density"] for s in imp["summary"] if s["is_target"]}, reverse=True)  # densest first
         curve = {s: s2s_imp.imp_curve(imp, s, targets_only=True) for s in s2s_imp.sources_of(imp)}
