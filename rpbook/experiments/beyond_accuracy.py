@@ -176,6 +176,13 @@ def run(config: BeyondAccuracyConfig, ctx: RunContext) -> dict:
 # ----------------------------------------------------------------------------- reading the result
 
 
+def network_count(config: BeyondAccuracyConfig) -> int:
+    """How many networks :func:`run` trains for ``config`` (chapter 3): the grid plus the rules not in it."""
+    grid = {(w, p, config.rule) for w in config.widths for p in config.densities}
+    extra = sum(1 for r in config.rules if (config.rules_width, config.rules_density, r) not in grid)
+    return len(config.seeds) * (len(config.widths) * (1 + len(config.densities)) + extra)
+
+
 def curve(result: dict, metric: str, density: float | None = None) -> dict:
     """Mean and standard deviation over seeds of ``metric`` against width, dense (``density`` None) or sparse.
 
