@@ -36,7 +36,7 @@ from ..results import Tolerance
 from ..train import TrainConfig
 from . import Experiment, RunContext
 from .specs import DataSpec, NetworkSpec, TrainingSpec, profile_presets
-from ._sparse_sweep import (SWEEP_TOLERANCES, UnitTrainer, check_common, check_rules, check_sparse_densities,
+from ._sparse_sweep import (UnitTrainer, check_common, check_rules, check_sparse_densities,
                             check_widths, find, summarize, train_preset)
 
 #: The scalar metrics summarised over seeds (the per-ε attack accuracies and per-kind AUROCs are added by name).
@@ -234,19 +234,28 @@ def pooled_reliability(result: dict, *, width: float, density: float = 1.0, rule
             "accuracy": pooled("accuracy"), "seeds": len(rows)}
 
 
-# Tolerances: the training is chapter 3's (SWEEP_TOLERANCES for accuracies and losses); the new metrics are
-# functions of the same 1,000 test predictions. Measured by regenerating the standard result with
-# ATEN_CPU_CAPABILITY=default (see the comments at each entry).
+# Tolerances, measured: the standard result regenerated with ATEN_CPU_CAPABILITY=default against the stored
+# (AVX2) one, all 51 networks. Largest change per run: test accuracy 0.013 (13 of 1,000), accuracy under attack
+# 0.018, ECE 0.014, OOD AUROC 0.012, mean confidence 0.006, test loss and NLL 2.3 %, validation accuracy 0.020,
+# a validation-curve point 0.0375 (15 of 400, mid-training). Over seeds: a mean moved by at most 0.013, a std,
+# sem, min or max by at most 0.018, the NLL's std by 0.0026. The wider networks here (up to 512 units) move more
+# than rule_seed_spread's 256-unit ones, so these are about twice the measured changes, not SWEEP_TOLERANCES.
+# Reliability bins of a few predictions swing by up to 0.4 in accuracy and 26 predictions in count; they only
+# draw the diagram, whose summary (ECE, confidence) carries the checked tolerance.
+_MEASURED = "about 2x the largest change measured with ATEN_CPU_CAPABILITY=default on this result"
 TOLERANCES = {
-    **SWEEP_TOLERANCES,
-    "runs.#.reliability.*": Tolerance(any_value=True, why="the bins behind the figure; their summaries (ece, "
-                                      "mean_confidence) carry the tolerance"),
-    "*ece*": Tolerance(abs=0.015, why="ECE moves with the same few test predictions as accuracy (15 of 1,000)"),
-    "*nll*": Tolerance(rel=0.02, why="a test loss; as '*loss' in SWEEP_TOLERANCES"),
-    "*mean_confidence*": Tolerance(abs=0.015, why="a mean over the same 1,000 test predictions"),
-    "*fgsm@*": Tolerance(abs=0.015, why="accuracy under attack, 15 of 1,000 test examples"),
-    "*pgd@*": Tolerance(abs=0.015, why="accuracy under attack, 15 of 1,000 test examples"),
-    "*auroc_*": Tolerance(abs=0.015, why="an AUROC over 1,000 × 1,000 pairs of the same predictions"),
+    "runs.#.reliability.*": Tolerance(any_value=True, why="bins of few predictions swing (up to 0.4 accuracy, "
+                                      "26 counts measured); the ECE and mean confidence they feed are checked"),
+    "runs.#.val_acc_curve.#": Tolerance(abs=0.075, why=f"30 of 400 validation examples; {_MEASURED} (0.0375)"),
+    "runs.#.val_acc": Tolerance(abs=0.04, why=f"16 of 400 validation examples; {_MEASURED} (0.020)"),
+    "*loss": Tolerance(rel=0.05, why=f"5 %; {_MEASURED} (2.3 %)"),
+    "summary.#.nll.std": Tolerance(abs=0.01, why=f"{_MEASURED} (0.0026)"),
+    "summary.#.nll.sem": Tolerance(abs=0.01, why=f"{_MEASURED} (0.0015)"),
+    "*nll*": Tolerance(rel=0.05, why=f"5 %; {_MEASURED} (2.3 %)"),
+    "summary.#.*.mean": Tolerance(abs=0.025, why=f"a mean over seeds; {_MEASURED} (0.013)"),
+    "summary.#.*": Tolerance(abs=0.035, why=f"std, sem, min, max over seeds; {_MEASURED} (0.018)"),
+    "runs.#.*": Tolerance(abs=0.035, why=f"one network's accuracy (clean or attacked), ECE, AUROC or confidence "
+                                        f"on 1,000 test inputs; {_MEASURED} (0.018)"),
 }
 
 EXPERIMENT = Experiment(
