@@ -570,7 +570,6 @@ def beyond_numbers(record: Mapping) -> dict:
     out["ch3_ba_cells"] = len(cells)
     full = bya.presets("full")
     out["ch3_ba_full_networks"] = bya.network_count(full)
-    out["ch3_ba_full_epochs"] = full.train.epochs
     out["ch3_ba_full_widths"] = len(full.widths)
     # At matched clean accuracy: the widest sparse networks against the dense width closest in accuracy
     # (``match`` for the higher density, ``match_lo`` for the lower one).
