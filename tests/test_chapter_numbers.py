@@ -52,7 +52,14 @@ def test_chapter3_numbers_cover_its_prose():
     numbers.update(ch3.connectivity_numbers(rows, 0.02, 0.1))
     repair = record("repair_ablation")
     numbers.update(ch3.repair_numbers(repair))
+    beyond = record("beyond_accuracy")
+    numbers.update(ch3.beyond_numbers(beyond))
     check_values(numbers)
+    summary = beyond["result"]["summary"]
+    dense_hi = max((s for s in summary if s["arm"] == "dense"), key=lambda s: s["width"])
+    assert numbers["ch3_ba_dense_ece_hi"] == dense_hi["ece"]["mean"]
+    assert numbers["ch3_ba_ece_sparse_better"] <= numbers["ch3_ba_cells"] == 8
+    assert numbers["ch3_ba_full_networks"] > numbers["ch3_ba_networks"] / 2
     gains = repair["result"]["gains"]
     assert numbers["ch3_repair_isolated_max"] == max(g["isolated_in"] for g in gains)
     assert numbers["ch3_repair_gain_swap"] == pytest.approx(sum(g["gain_swap"] for g in gains) / len(gains))

@@ -328,3 +328,104 @@ def test_score_rule_trains_with_scores_of_a_dense_copy():
     assert [layer["density"] for layer in a["layers"]] == [layer["density"] for layer in b["layers"]]
     with pytest.raises(ValueError, match="repair must be"):
         SparseRun(repair="grow")
+
+
+# ----------------------------------------------------------------------------- more than accuracy (beyond_accuracy)
+
+
+@pytest.fixture(scope="module")
+def beyond_quick(tmp_path_factory):
+    store = ResultStore(tmp_path_factory.mktemp("beyond"))
+    return run_experiment("beyond_accuracy", "quick", store=store, progress=False, device="cpu")
+
+
+def test_beyond_accuracy_quick_measures_every_network(beyond_quick):
+    from rpbook.experiments import beyond_accuracy as bya
+
+    config = get_experiment("beyond_accuracy").config_from_dict(beyond_quick["config"])
+    result = beyond_quick["result"]
+    runs = result["runs"]
+    # dense and sparse per width and seed, plus each rule not already in the grid
+    grid = len(config.widths) * (1 + len(config.densities)) * len(config.seeds)
+    extra = sum(1 for r in config.rules if not (r == config.rule and config.rules_width in config.widths
+                                                  and config.rules_density in config.densities))
+    assert len(runs) == grid + extra * len(config.seeds)
+    for row in runs:
+        assert 0 <= row["ece"] <= 1 and 0 <= row["auroc_noise"] <= 1 and 0 <= row["auroc_shuffled"] <= 1
+        assert sum(row["reliability"]["count"]) == 1000  # every MNIST-1D test input lands in one bin
+        # eps = 0 leaves accuracy unchanged, for both attacks
+        assert row[bya.eps_key("fgsm", 0.0)] == row[bya.eps_key("pgd", 0.0)] == row["test_acc"]
+        assert row[bya.eps_key("pgd", 0.1)] <= row["test_acc"]
+    assert {r["rule"] for r in runs if r["arm"] == "rule"} == {"uniform", "erk+"}
+    assert [r["density"] for r in runs if r["arm"] == "dense"] == [1.0] * len(config.widths)
+    # accessors
+    c = bya.curve(result, "ece", config.densities[0])
+    assert c["width"] == sorted(config.widths) and all(n == 1 for n in c["n"])
+    assert len(bya.rule_table(result, config.rules_width, config.rules_density)) == 3  # erk (grid) + 2 rule arms
+    pooled = bya.pooled_reliability(result, width=config.widths[0])
+    assert sum(pooled["count"]) == 1000 * len(config.seeds)
+    with pytest.raises(ValueError, match="unknown metric 'auroc_svhn'"):
+        bya.curve(result, "auroc_svhn")
+
+
+def test_beyond_accuracy_matches_the_width_sweep_training(beyond_quick, quick_results):
+    # same trainer, split and seeds: the dense and sparse networks are the width sweep's, bit for bit
+    _, ws = quick_results
+    wsr = ws["width_sweep"]["result"]
+    ba = beyond_quick["result"]
+    ws_cfg = get_experiment("width_sweep").config_from_dict(ws["width_sweep"]["config"])
+    ba_cfg = get_experiment("beyond_accuracy").config_from_dict(beyond_quick["config"])
+    assert (ws_cfg.hidden, ws_cfg.widths, ws_cfg.densities) == (ba_cfg.hidden, ba_cfg.widths, ba_cfg.densities)
+    for row in (r for r in ba["runs"] if r["arm"] != "rule"):
+        twin = next(r for r in wsr["runs"] if r["arm"] == row["arm"] and r["width"] == row["width"]
+                    and r["density"] == row["density"] and r["seed"] == row["seed"])
+        assert row["test_acc"] == twin["test_acc"] and row["nonzero"] == twin["nonzero"]
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epsilons", (), "epsilons must be a non-empty tuple"), ("epsilons", (-0.1,), "epsilons must be"),
+    ("pgd_steps", 0, "pgd_steps must be an integer >= 1"), ("n_bins", 0, "n_bins must be an integer >= 1"),
+    ("ood", ("svhn",), "ood must be a tuple of distinct OOD kinds"), ("rules", ("erk", "magnitude"),
+                                                                       "unknown layer-wise density rule"),
+    ("densities", (1.0,), "below 1"), ("widths", (0.0,), "width must be"),
+])
+def test_beyond_accuracy_bad_fields_are_named(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        get_experiment("beyond_accuracy").config("quick", **{field: value})
+
+
+def test_beyond_accuracy_presets():
+    exp = get_experiment("beyond_accuracy")
+    hashes = set()
+    for profile in PROFILES:
+        config = exp.config(profile)
+        assert exp.config_from_dict(json.loads(json.dumps(to_jsonable(config)))) == config
+        hashes.add(config_hash("beyond_accuracy", config))
+    assert len(hashes) == 3
+    standard, full = exp.config("standard"), exp.config("full")
+    assert len(standard.seeds) >= 3 and standard.train == get_experiment("width_sweep").config("standard").train
+    assert full.dataset == "cifar10" and full.model == "resnet20" and full.train.schedule == "step"
+
+
+def test_beyond_accuracy_full_path_on_tiny_cifar(tmp_path, monkeypatch):
+    # the full preset's code path (ResNet-20 on CIFAR-10 files in the official format, attacks on images,
+    # OOD sets made from the images) on a handful of images the test writes itself
+    from rpbook import data as rpdata
+    from test_full_profile_cifar import write_tiny_cifar
+
+    root = tmp_path / "data"
+    md5 = write_tiny_cifar(root / "cifar10")
+    monkeypatch.setenv("RPBOOK_DATA", str(root))
+    monkeypatch.setitem(rpdata.CHECKSUMS, "cifar10", {"cifar-10-python.tar.gz": md5})
+    full = get_experiment("beyond_accuracy").config("full")
+    config = dataclasses.replace(full, widths=(0.25,), densities=(0.1,), seeds=(0,), rules=("uniform",),
+                                 rules_width=0.25, rules_density=0.1, pgd_steps=2,
+                                 train=dataclasses.replace(full.train, epochs=1, batch_size=8))
+    rec = run_experiment("beyond_accuracy", "full", config=config, store=ResultStore(tmp_path / "store"),
+                         progress=False, device="cpu")
+    runs = rec["result"]["runs"]
+    assert [r["arm"] for r in runs] == ["dense", "sparse", "rule"]
+    for row in runs:
+        assert 0 <= row["test_acc"] <= 1 and 0 <= row["ece"] <= 1 and 0 <= row["auroc_noise"] <= 1
+        assert sum(row["reliability"]["count"]) == 10  # the tiny file's test images
+        assert all(0 <= row[f"pgd@{e:g}"] <= 1 for e in config.epsilons)

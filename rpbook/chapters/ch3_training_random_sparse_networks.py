@@ -2,7 +2,8 @@
 width and depth sweeps, seed spread, and the explorer over the stored sweeps.
 
 The figures only read stored experiment results (``rule_density_sweep``,
-``width_sweep``, ``depth_sweep``, ``rule_seed_spread``, ``repair_ablation``): no training happens here.
+``width_sweep``, ``depth_sweep``, ``rule_seed_spread``, ``repair_ablation``,
+``beyond_accuracy``): no training happens here.
 
 The notebook of this chapter imports this module (and the science modules) only;
 no chapter module imports another.
@@ -15,6 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..experiments import beyond_accuracy as bya
 from ..experiments import repair_ablation as rab
 from ..experiments import rule_density_sweep as rds
 from ..experiments import rule_seed_spread as rss
@@ -424,6 +426,176 @@ def repair_numbers(record: Mapping) -> dict:
     if erk and uni:
         out["ch3_repair_no_output_erk_max"] = max(erk)
         out["ch3_repair_no_output_uniform_max"] = max(uni)
+    return out
+
+
+# ----------------------------------------------------------------------------- more than accuracy (beyond_accuracy)
+
+#: Line styles of the sparse densities of *More than accuracy* (the dense line is black, as in the width figures).
+_BEYOND_SPARSE_STYLE: tuple[tuple[str, str], ...] = ((PALETTE["orange"], "-"), (PALETTE["vermillion"], "--"),
+                                                    (PALETTE["purple"], ":"))
+
+
+def _beyond_densities(result: Mapping) -> list[float]:
+    return sorted({s["density"] for s in result["summary"] if s["arm"] == "sparse"}, reverse=True)
+
+
+def plot_beyond_metric(result: Mapping, metric: str, ax: "plt.Axes | None" = None, *, ylabel: str | None = None,
+                       legend: bool = True) -> "plt.Axes":
+    """One metric of ``beyond_accuracy`` against width: dense and random sparse per density (chapter 3).
+
+    Lines are means over seeds, bands ± one standard deviation.
+    """
+    ax = axes_or_new(ax)
+    units = {float(k): v[0] for k, v in result["hidden_units"].items()}
+    c = bya.curve(result, metric)
+    errorbar(ax, [units[w] for w in c["width"]], c["mean"], c["std"], color=ARM_COLORS["dense"], label="dense")
+    for (color, ls), p in zip(_BEYOND_SPARSE_STYLE, _beyond_densities(result)):
+        c = bya.curve(result, metric, p)
+        errorbar(ax, [units[w] for w in c["width"]], c["mean"], c["std"], color=color, ls=ls,
+                 label=f"random sparse, p = {p:g}")
+    ax.set_xscale("log")
+    ticks = sorted(units[w] for w in c["width"])
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("hidden units per layer (log scale)")
+    ax.set_ylabel(ylabel or metric)
+    if legend:
+        ax.legend(loc="best")
+    return ax
+
+
+def plot_beyond_accuracy(result: Mapping, *, eps: float, ood: str = "noise", figsize: tuple[float, float] = (8.4, 6.4)
+                         ) -> Figure:
+    """Four panels against width (chapter 3, *More than accuracy*): test accuracy, calibration error,
+    accuracy under PGD at radius ``eps``, and the OOD AUROC against the ``ood`` set."""
+    fig, axes = plt.subplots(2, 2, figsize=figsize)
+    panels = [("test_acc", "(a) clean test accuracy"), ("ece", "(b) calibration error (ECE, lower is better)"),
+              (bya.eps_key("pgd", eps), f"(c) accuracy under PGD, ρ = {eps:g}"),
+              (f"auroc_{ood}", f"(d) OOD AUROC vs {ood} (0.5 = chance)")]
+    for k, (ax, (metric, title)) in enumerate(zip(axes.flat, panels)):
+        plot_beyond_metric(result, metric, ax, ylabel=title.split(") ", 1)[1].split(" (")[0].split(",")[0],
+                           legend=k == 0)
+        ax.set_title(title, loc="left")
+        if k < 2:
+            ax.set_xlabel("")
+    axes.flat[3].axhline(0.5, color=PALETTE["grey"], lw=1, ls=":")
+    return fig
+
+
+def plot_reliability_diagram(result: Mapping, ax: "plt.Axes | None" = None, *, width: float, density: float = 1.0,
+                             rule: str | None = None, title: str | None = None) -> "plt.Axes":
+    """Reliability diagram of one cell, its seeds pooled (chapter 3, *More than accuracy*).
+
+    Bars: accuracy per confidence bin, shaded by the share of predictions in the
+    bin; hatched: the gap up (or down) to the bin's mean confidence; the
+    diagonal is perfect calibration, so a hatched gap above a bar is
+    over-confidence. The text gives the cell's ECE (mean over seeds).
+    """
+    ax = axes_or_new(ax)
+    bins = bya.pooled_reliability(result, width=width, density=density, rule=rule)
+    edges = np.asarray(bins["edges"])
+    total = sum(bins["count"])
+    color = ARM_COLORS["dense"] if density >= 1.0 else PALETTE["orange"]
+    for b, (n, acc, conf) in enumerate(zip(bins["count"], bins["accuracy"], bins["confidence"])):
+        if n:
+            w = edges[b + 1] - edges[b]
+            ax.bar(edges[b], acc, width=w, align="edge", color=color, alpha=0.25 + 0.75 * min(1.0, 5 * n / total),
+                   edgecolor="white", lw=0.5, label="accuracy (darker: more inputs)" if b == len(edges) - 2 else None)
+            ax.bar(edges[b], conf - acc, bottom=acc, width=w, align="edge", fill=False, hatch="///",
+                   edgecolor=PALETTE["vermillion"], lw=0.6, label="gap to mean confidence" if b == len(edges) - 2 else None)
+    ax.plot([0, 1], [0, 1], color=PALETTE["grey"], lw=1, ls="--", label="perfect calibration")
+    ece = bya.cell(result, width=width, density=density, rule=rule)["ece"]["mean"]
+    ax.text(0.03, 0.95, f"ECE {ece:.3f}", transform=ax.transAxes, va="top")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (max softmax probability)")
+    ax.set_ylabel("accuracy in the bin")
+    if title:
+        ax.set_title(title, loc="left")
+    return ax
+
+
+def plot_reliability_pair(result: Mapping, *, width: float, density: float, rule: str,
+                          figsize: tuple[float, float] = (8.4, 3.6)) -> Figure:
+    """Reliability diagrams of the dense network and a random sparse one of the same width, seeds pooled (chapter 3)."""
+    units = {float(k): v[0] for k, v in result["hidden_units"].items()}[width]
+    fig, axes = plt.subplots(1, 2, figsize=figsize, sharey=True)
+    plot_reliability_diagram(result, axes[0], width=width, title=f"dense, {units} units per layer")
+    plot_reliability_diagram(result, axes[1], width=width, density=density, rule=rule,
+                             title=f"random sparse {rule_label(rule)}, p = {density:g}")
+    axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, 0.9), fontsize=8)
+    axes[1].set_ylabel("")
+    return fig
+
+
+def beyond_numbers(record: Mapping) -> dict:
+    """The numbers the *More than accuracy* prose quotes, from the stored ``beyond_accuracy`` record (chapter 3)."""
+    result = record["result"]
+    config = record["config"]
+    units = {float(k): v[0] for k, v in result["hidden_units"].items()}
+    widths = sorted(float(w) for w in config["widths"])
+    w_lo, w_hi = widths[0], widths[-1]
+    densities = _beyond_densities(result)
+    p_hi, p_lo = densities[0], densities[-1]
+    eps = sorted(config["epsilons"])
+    eps_mid = eps[len(eps) // 2]
+    out: dict = {"ch3_ba_minutes": record["provenance"]["wall_time_s"] / 60, "ch3_ba_w_lo": units[w_lo],
+                 "ch3_ba_w_hi": units[w_hi], "ch3_ba_p_hi": p_hi, "ch3_ba_p_lo": p_lo, "ch3_ba_eps": eps_mid,
+                 "ch3_ba_eps_lo": eps[0], "ch3_ba_eps_hi": eps[-1], "ch3_ba_steps": config["pgd_steps"],
+                 "ch3_ba_bins": config["n_bins"], "ch3_ba_seeds": len(config["seeds"]),
+                 "ch3_ba_networks": len(result["runs"])}
+    pgd = bya.eps_key("pgd", eps_mid)
+    fgsm = bya.eps_key("fgsm", eps_mid)
+    for tag, w in (("lo", w_lo), ("hi", w_hi)):
+        for arm, p in (("dense", 1.0), ("sparse", p_hi), ("sparse_lo", p_lo)):
+            c = bya.cell(result, width=w, density=p, rule=None if p >= 1 else config["rule"])
+            for metric, key in (("test_acc", "acc"), ("ece", "ece"), ("mean_confidence", "conf"), ("nll", "nll"),
+                                (pgd, "pgd"), (fgsm, "fgsm"), ("auroc_noise", "ood_noise"),
+                                ("auroc_shuffled", "ood_shuffled")):
+                if metric in c:
+                    out[f"ch3_ba_{arm}_{key}_{tag}"] = c[metric]["mean"]
+                    out[f"ch3_ba_{arm}_{key}_{tag}_std"] = c[metric]["std"]
+            # accuracy kept under attack, relative to clean accuracy
+            out[f"ch3_ba_{arm}_kept_{tag}"] = c[pgd]["mean"] / c["test_acc"]["mean"]
+    # the largest PGD-over-FGSM advantage (how much stronger the iterated attack is) over every cell and radius
+    gaps = [s[bya.eps_key("fgsm", e)]["mean"] - s[bya.eps_key("pgd", e)]["mean"] for s in result["summary"] for e in eps]
+    out["ch3_ba_pgd_extra_max"] = max(gaps)
+    out["ch3_ba_pgd_extra_min"] = min(gaps)
+    # ECE ordering: in how many (width, density) cells is the sparse network better calibrated than the dense one?
+    cells = [(w, p) for w in widths for p in densities]
+    better = [bya.cell(result, width=w, density=p, rule=config["rule"])["ece"]["mean"]
+              < bya.cell(result, width=w)["ece"]["mean"] for w, p in cells]
+    out["ch3_ba_ece_sparse_better"] = sum(better)
+    out["ch3_ba_cells"] = len(cells)
+    full = bya.presets("full")
+    out["ch3_ba_full_networks"] = bya.network_count(full)
+    out["ch3_ba_full_widths"] = len(full.widths)
+    # At matched clean accuracy: the widest sparse networks against the dense width closest in accuracy
+    # (``match`` for the higher density, ``match_lo`` for the lower one).
+    for tag, p in (("match", p_hi), ("match_lo", p_lo)):
+        sp = bya.cell(result, width=w_hi, density=p, rule=config["rule"])
+        w_match = min(widths, key=lambda w: abs(bya.cell(result, width=w)["test_acc"]["mean"] - sp["test_acc"]["mean"]))
+        dn = bya.cell(result, width=w_match)
+        out[f"ch3_ba_{tag}_units"] = units[w_match]
+        for metric, key in (("test_acc", "acc"), ("ece", "ece"), (pgd, "pgd"), ("auroc_noise", "ood_noise")):
+            out[f"ch3_ba_{tag}_dense_{key}"] = dn[metric]["mean"]
+            out[f"ch3_ba_{tag}_sparse_{key}"] = sp[metric]["mean"]
+    # Rules at one width and density.
+    if config.get("rules"):
+        table = bya.rule_table(result, config["rules_width"], config["rules_density"])
+        best, worst = table[0], table[-1]
+        by_rule = {s["rule"]: s for s in table}
+        out.update({"ch3_ba_rules_units": units[float(config["rules_width"])],
+                    "ch3_ba_rules_p": config["rules_density"], "ch3_ba_rules_n": len(table),
+                    "ch3_ba_rules_best": rule_label(best["rule"]), "ch3_ba_rules_best_acc": best["test_acc"]["mean"],
+                    "ch3_ba_rules_worst": rule_label(worst["rule"]),
+                    "ch3_ba_rules_worst_acc": worst["test_acc"]["mean"]})
+        for rule in by_rule:
+            key = rule.replace("-ratio", "").replace("+", "_plus")
+            out[f"ch3_ba_rule_{key}_acc"] = by_rule[rule]["test_acc"]["mean"]
+            out[f"ch3_ba_rule_{key}_acc_std"] = by_rule[rule]["test_acc"]["std"]
+            out[f"ch3_ba_rule_{key}_ece"] = by_rule[rule]["ece"]["mean"]
     return out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -144,15 +144,20 @@ class UnitTrainer:
         return self._data
 
     def run(self, *, model: str, density: float, rule: str = "erk", seed: int, width: float = 1.0,
-            hidden: tuple[int, ...] | None = None, depth: int | None = None, repair: bool | str = False) -> dict:
-        """Train one network and return its compact record (accuracies, losses, sizes, curve)."""
+            hidden: tuple[int, ...] | None = None, depth: int | None = None, repair: bool | str = False,
+            measure: Callable[[torch.nn.Module, Any], dict] | None = None) -> dict:
+        """Train one network and return its compact record (accuracies, losses, sizes, curve).
+
+        ``measure(model, data)`` runs on the trained model; its dict becomes the
+        record's ``measured`` (e.g. :func:`rpbook.reliability.reliability_metrics`).
+        """
         run = SparseRun(model=model, dataset=self.config.dataset, width=float(width),
                         hidden=tuple(hidden) if hidden is not None else None, depth=depth, density=float(density),
                         rule=rule, repair=repair, init=self.config.init, n_train=self.config.n_train, seed=seed,
                         train=self.config.train)
-        report = train_sparse(run, device=self.device, progress=False, data=self.data)
+        report = train_sparse(run, device=self.device, progress=False, data=self.data, measure=measure)
         last = report["history"][-1]
-        return {
+        record = {
             "test_acc": report["test_accuracy"],
             "test_loss": report["test_loss"],
             "train_acc": last["train_acc"],
@@ -166,6 +171,9 @@ class UnitTrainer:
             "layer_densities": [layer["density"] for layer in report["layers"]],
             "wall_time_s": report["wall_time_s"],
         }
+        if measure is not None:
+            record["measured"] = report["measured"]
+        return record
 
     def meta_model(self, *, model: str, width: float = 1.0, hidden: tuple[int, ...] | None = None,
                    depth: int | None = None) -> torch.nn.Module:

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import numbers
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -132,11 +132,15 @@ def train_sparse(
     resume: bool = False,
     progress: bool = True,
     data: Any = None,
+    measure: Callable[[torch.nn.Module, Any], dict] | None = None,
 ) -> dict:
     """Train one random sparse (or dense) network and return a JSON-able report (chapters 1, 3).
 
     The same ``run`` gives the same masks bit for bit and, on the CPU, the
-    same numbers.
+    same numbers. ``measure(model, data)``, if given, is called on the
+    trained model and its dict returned as ``measured`` (chapter 3, *More
+    than accuracy*: calibration, attacks, OOD detection), so callers get
+    more than accuracy without keeping the model.
 
     Returns
     -------
@@ -144,7 +148,7 @@ def train_sparse(
         ``density`` (realized), ``layers`` (name, shape, density per layer),
         ``params``, ``nonzero``, ``flops_dense``, ``flops_sparse`` (per
         example), ``history`` (per-epoch rows), ``test_loss``,
-        ``test_accuracy``, ``wall_time_s``.
+        ``test_accuracy``, ``wall_time_s`` (and ``measured`` with ``measure``).
     """
     run.validate()
     dev = choose_device(device)
@@ -168,7 +172,8 @@ def train_sparse(
                   resume=resume, progress=progress, desc=f"{run.model} p={run.density:g} {run.rule}", run=described)
     # after training: the masks are the ones the run ended with (a resumed run's come from its checkpoint)
     report = sparsity_report(model, tuple(data.in_shape))
-    return {
+    measured = measure(model, data) if measure is not None else None
+    out = {
         "density": report.density,
         "layers": [{"name": r.name, "shape": list(r.shape), "density": r.density} for r in report.layers],
         "params": report.params,
@@ -181,3 +186,6 @@ def train_sparse(
         "wall_time_s": history.wall_time,
         "device": str(dev),
     }
+    if measure is not None:
+        out["measured"] = measured
+    return out
