@@ -1,4 +1,4 @@
-"""Evci et al.'s pipeline at small scale: one pruning run, then six ways to train its final mask.
+"""Evci et al.'s pipeline at small scale: one pruning run, then its final mask trained six ways, beside random masks.
 
 Chapter 5 (*Gradient flow*), sections *Lottery tickets* and *Dynamic sparse
 training*. Reproduces the protocol of Evci et al. (2022), "Gradient Flow in
@@ -13,7 +13,10 @@ setup (model and data) and seed:
    - **Lottery**: the pruning run's own initial weights (the lottery ticket);
    - **SET** and **RigL**: the mask changes during training
      (init ``dst_init``, Scratch+ by default);
-   - **Small dense**: a narrower dense network with about as many parameters.
+   - **Small dense**: a narrower dense network with about as many parameters;
+3. and, the book's addition, a static **random ERK** mask of the same global
+   density (one per seed), trained from the dense init (**Random ERK**) and
+   the sparsity-aware init (**Random ERK+**), the inits of Scratch / Scratch+.
 
 Every run logs the masked gradient norm on a fixed batch of 1,000 training
 examples at step 0 and every ``log_every`` steps, and the L2 distance of its
@@ -41,7 +44,7 @@ from ..data import DATASET_NAMES, load_dataset
 from ..dst import DST_METHODS
 from ..gradflow import GradientNormLogger, fixed_batch
 from ..init import check_init, initialize_
-from ..masks import Masking, check_density, count_nonzero_parameters, maskable_layers
+from ..masks import Masking, check_density, count_nonzero_parameters, maskable_layers, sample_masks
 from ..models import MODEL_NAMES, build_model, count_parameters
 from ..pruning import GradualMagnitudePruning, check_scope, dense_masking
 from ..train import Callback, TrainConfig, TrainState, compute_loss, evaluate, fit
@@ -50,10 +53,16 @@ from . import Experiment, RunContext
 from .specs import profile_presets
 
 #: The methods a config runs by default (a registered DST method may be added to a config's ``methods``).
-METHODS: tuple[str, ...] = ("scratch", "scratch+", "lottery", "set", "rigl", "small-dense")
+METHODS: tuple[str, ...] = ("scratch", "scratch+", "lottery", "set", "rigl", "small-dense", "random", "random+")
 #: Methods of the pipeline that are not DST methods; every DST method comes from :data:`rpbook.dst.DST_METHODS`.
 FIXED_METHOD_LABELS: dict[str, str] = {"prune": "Prune", "scratch": "Scratch", "scratch+": "Scratch+",
-                                       "lottery": "Lottery", "small-dense": "Small dense"}
+                                       "lottery": "Lottery", "random": "Random ERK", "random+": "Random ERK+",
+                                       "small-dense": "Small dense"}
+#: The init of each static method that starts from fresh weights (Scratch / Scratch+ and their random-mask twins).
+FRESH_INITS: dict[str, str] = {"scratch": "dense", "scratch+": "unit-scaled", "random": "dense",
+                               "random+": "unit-scaled"}
+#: The methods that train a random ERK mask instead of the pruning run's mask.
+RANDOM_MASK_METHODS: tuple[str, ...] = ("random", "random+")
 
 
 def method_labels() -> dict[str, str]:
@@ -117,7 +126,7 @@ class EvciConfig:
     dst_end: float = 0.75
     log_every: int = 25
     log_batch: int = 1000
-    interp_methods: tuple[str, ...] = ("lottery", "scratch")
+    interp_methods: tuple[str, ...] = ("lottery", "scratch", "random", "random+")
     interp_points: int = 15
     split_seed: int = 0
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -167,7 +176,8 @@ presets = profile_presets(
                   density=0.05, train=_train(40, 128, 0.1)),
         EvciSetup(name="LeNet-5 / digits", model="lenet5", dataset="digits", hidden=None, density=0.05,
                   train=_train(25, 32, 0.05)),
-    )),
+    # Gradient norms every 50 steps (not 25): the two random-mask arms then fit in the 10 CPU-minute budget.
+    ), log_every=50),
     full=lambda: EvciConfig(setups=(
         EvciSetup(name="LeNet-5 / MNIST", model="lenet5", dataset="mnist", hidden=None, density=0.05,
                   train=TrainConfig(epochs=25, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4)),
@@ -244,6 +254,84 @@ def _barrier(losses: list[float], alphas: list[float]) -> float:
 # ----------------------------------------------------------------------------- one seed of one setup
 
 
+@dataclass
+class PruningRun:
+    """What the pruning run of one setup and seed leaves behind (chapter 5).
+
+    ``theta0``: the initial weights (the lottery ticket's start); ``masks``: the
+    final mask; ``state``: the pruned solution; ``model``/``masking``: the
+    trained network and its masks; ``history``, ``events``: the training history
+    and the pruning schedule's events; ``callbacks``: the extra callbacks passed in.
+    """
+
+    model: nn.Module
+    masking: Masking
+    theta0: dict
+    masks: dict
+    state: dict
+    history: Any
+    events: list
+    callbacks: list
+
+
+def pruning_run(setup: EvciSetup, seed: int, data: Any, *, start: float, end: float, every: int,
+                scope: str = "layer", callbacks: tuple[Callback, ...] = (), device: Any = None) -> PruningRun:
+    """Train the dense network of ``setup`` (dense init, data order ``seed``) and prune it to ``setup.density``.
+
+    Chapter 5, *The pipeline of Evci et al.*: gradual magnitude pruning on the
+    cubic schedule between fractions ``start`` and ``end`` of training, every
+    ``every`` steps, per layer (``scope="layer"``) or globally.
+    """
+    seed_everything(seed)
+    model = build_model(setup.model, in_shape=tuple(data.in_shape), num_classes=data.num_classes,
+                        hidden=setup.hidden)
+    initialize_(model, "dense", seed=seed)
+    theta0 = copy.deepcopy(model.state_dict())
+    masking = dense_masking(model)
+    gmp = GradualMagnitudePruning(setup.density, start=start, end=end, every=every, scope=scope)
+    hist = fit(model, data, dataclasses.replace(setup.train, seed=seed), masking=masking,
+               callbacks=[gmp, *callbacks], device=device, progress=False)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return PruningRun(model=model, masking=masking, theta0=theta0, masks=masking.masks, state=state, history=hist,
+                      events=gmp.events, callbacks=list(callbacks))
+
+
+def random_erk_masks(model: nn.Module, density: float, seed: int) -> dict[str, torch.Tensor]:
+    """A static random ERK mask of global ``density`` for ``model``: the random arm beside a pruned mask (chapter 5)."""
+    return sample_masks(model, density, "erk", seed=seed)
+
+
+#: The methods :func:`sparse_start` can start: the lottery ticket and every fresh-weight static method.
+STATIC_METHODS: tuple[str, ...] = ("lottery", *FRESH_INITS)
+
+
+def sparse_start(model: nn.Module, method: str, run: PruningRun, seed: int, *, density: float | None = None,
+                 mask_seed: int | None = None) -> Masking:
+    """Mask ``model`` and set its starting weights for one static method of the pipeline (chapter 5).
+
+    ``lottery``: the pruning run's mask and initial weights ``theta0``;
+    ``scratch`` / ``scratch+``: its mask with fresh dense / unit-scaled weights
+    (seed ``seed``); ``random`` / ``random+``: a random ERK mask of global
+    ``density`` (default: the pruned mask's; mask seed ``mask_seed``, default
+    ``seed + 10_000``) with the same two inits (DST methods start in
+    :func:`run_unit`, from ``dst_init``).
+    """
+    if method not in STATIC_METHODS:
+        raise ValueError(f"no static start for method {method!r}; allowed: {', '.join(STATIC_METHODS)}")
+    if method in RANDOM_MASK_METHODS:
+        if density is None:
+            density = run.masking.global_density()
+        masking = Masking(model, random_erk_masks(model, density, seed + 10_000 if mask_seed is None else mask_seed))
+    else:
+        masking = Masking(model, run.masks)
+    if method == "lottery":
+        model.load_state_dict(run.theta0)
+        masking.apply_()
+    else:
+        initialize_(model, FRESH_INITS[method], seed=seed)
+    return masking
+
+
 def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None) -> dict:
     """The whole pipeline for one setup and seed; returns its JSON-able record (chapter 5)."""
     data = load_dataset(setup.dataset, seed=config.split_seed, n_train=setup.n_train)
@@ -257,17 +345,11 @@ def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None
         return build_model(setup.model, in_shape=in_shape, num_classes=classes, width=width, hidden=setup.hidden)
 
     # 1. The pruning run.
-    seed_everything(seed)
-    model = build()
-    initialize_(model, "dense", seed=seed)
-    theta0 = copy.deepcopy(model.state_dict())
-    masking = dense_masking(model)
-    gmp = GradualMagnitudePruning(setup.density, start=config.prune_start, end=config.prune_end,
-                                  every=config.prune_every, scope=config.prune_scope)
     tracker = _Tracker(config.log_every, log_batch, None)
-    hist = fit(model, data, train, masking=masking, callbacks=[gmp, tracker], device=device, progress=False)
-    masks = masking.masks
-    pruned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    pruned = pruning_run(setup, seed, data, start=config.prune_start, end=config.prune_end,
+                         every=config.prune_every, scope=config.prune_scope, callbacks=(tracker,), device=device)
+    model, masking, masks, hist = pruned.model, pruned.masking, pruned.masks, pruned.history
+    pruned_state = pruned.state
     pruned_flat = _flat(model)
     record: dict = {
         "setup": setup.name, "seed": seed,
@@ -278,11 +360,11 @@ def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None
         "pruned_norm": float(pruned_flat.norm()),
         "methods": {"prune": {"test_accuracy": hist.test["accuracy"], "test_loss": hist.test["loss"],
                               "train_acc": hist.epochs[-1]["train_acc"], **_curves(tracker),
-                              "prune_events": gmp.events}},
+                              "prune_events": pruned.events}},
     }
     finals: dict[str, dict] = {}
 
-    # 2. The runs from the final mask.
+    # 2. The runs from the final mask (and from a random ERK mask of the same density).
     for method in config.methods:
         if method == "small-dense":
             width = small_dense_width(setup, in_shape, classes, record["nonzero_params"])
@@ -295,13 +377,11 @@ def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None
                                          "params": count_parameters(net), **_curves(tracker)}
             continue
         net = build()
-        net_masking = Masking(net, masks)
-        if method == "lottery":
-            net.load_state_dict(theta0)
-            net_masking.apply_()
+        if method in DST_METHODS:
+            net_masking = Masking(net, masks)
+            initialize_(net, config.dst_init, seed=seed + 10_000)
         else:
-            init = {"scratch": "dense", "scratch+": "unit-scaled"}.get(method, config.dst_init)
-            initialize_(net, init, seed=seed + 10_000)
+            net_masking = sparse_start(net, method, pruned, seed + 10_000, density=record["density"])
         start_distance = float((_flat(net) - pruned_flat).norm())
         tracker = _Tracker(config.log_every, log_batch, pruned_flat)
         callbacks: list[Callback] = [tracker]
@@ -315,6 +395,11 @@ def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None
         entry = {"test_accuracy": hist.test["accuracy"], "test_loss": hist.test["loss"],
                  "train_acc": hist.epochs[-1]["train_acc"], "start_distance": start_distance,
                  "final_distance": float((_flat(net) - pruned_flat).norm()), **_curves(tracker)}
+        if method in RANDOM_MASK_METHODS:
+            entry["density"] = net_masking.global_density()
+            entry["layer_densities"] = net_masking.layer_densities()
+            entry["mask_overlap"] = sum(int((net_masking.masks[n] & masks[n]).sum()) for n in masks) / max(
+                1, sum(int(m.sum()) for m in masks.values()))
         if dst is not None:
             entry["mask_updates"] = [{k: e[k] for k in ("step", "drop_fraction", "swapped",
                                                         "grad_norm_before", "grad_norm_after")}
@@ -355,7 +440,8 @@ def run(config: EvciConfig, ctx: RunContext) -> dict:
         ``units``: one record per setup and seed (see :func:`run_unit`);
         ``summary``: per setup, per method the mean/std over seeds of test
         accuracy, gradient norm at step 0, final distance to the pruned
-        solution, and (for SET/RigL) the mean gradient norm just before and
+        solution, (for the random ERK masks) the fraction of the pruned mask's
+        weights they also keep, and (for SET/RigL) the mean gradient norm just before and
         after mask updates; per setup the ratio Scratch+ / Scratch of the
         gradient norm at step 0, and the interpolation barriers.
     """
@@ -376,6 +462,8 @@ def run(config: EvciConfig, ctx: RunContext) -> dict:
                 entry["start_distance"] = _stats([row["start_distance"] for row in rows])
                 entry["relative_distance"] = _stats([row["final_distance"] / r["pruned_norm"]
                                                      for row, r in zip(rows, recs)])
+            if "mask_overlap" in rows[0]:
+                entry["mask_overlap"] = _stats([row["mask_overlap"] for row in rows])
             if "mask_updates" in rows[0]:
                 before = [e["grad_norm_before"] for row in rows for e in row["mask_updates"]]
                 after = [e["grad_norm_after"] for row in rows for e in row["mask_updates"]]
@@ -427,12 +515,12 @@ def setup_key(setup: str) -> str:
     return setup.split()[0].lower().replace("-", "")
 
 
-def distance_table(result: dict, methods: tuple[str, ...] = ("lottery", "scratch", "scratch+", "set", "rigl")
-                   ) -> list[dict]:
+def distance_table(result: dict, methods: tuple[str, ...] = ("lottery", "scratch", "scratch+", "random", "random+",
+                                                            "set", "rigl")) -> list[dict]:
     """Distance to the pruned solution at the start and the end of training, mean over seeds (chapter 5)."""
     rows = []
     for s in result["summary"]:
-        for m in methods:
+        for m in [m for m in methods if m in s["methods"]]:
             e = s["methods"][m]
             rows.append({"setup": s["setup"], "run": method_labels()[m], "at start": e["start_distance"]["mean"],
                          "at the end": e["final_distance"]["mean"],
