@@ -78,10 +78,13 @@ def test_ticket_ensembles_experiment_at_quick(tmp_path):
         e = unit["groups"][g]
         assert len(e["members"]) == config["members"]
         assert all(abs(m["density"] - unit["density"]) < 0.01 for m in e["members"])
-        # the ensemble gain is the ensemble's accuracy over the members' mean, and bounded by the disagreement
         assert e["ensemble_gain"] == pytest.approx(e["ensemble_accuracy"] - e["member_accuracy"])
         assert 0 <= e["pairwise_disagreement"] <= 1
-        assert e["ensemble_accuracy"] <= max(m["test_accuracy"] for m in e["members"]) + e["pairwise_disagreement"]
+        # Where all members agree the ensemble says the same; an example with any disagreement has at least K-1
+        # disagreeing pairs, so at most K/2 times the mean pairwise disagreement of the examples are such.
+        k = config["members"]
+        bound = min(m["test_accuracy"] for m in e["members"]) + k / 2 * e["pairwise_disagreement"]
+        assert e["ensemble_accuracy"] <= bound + 1e-12
     assert per_seed(result, "lottery", "ensemble_gain") == [unit["groups"]["lottery"]["ensemble_gain"]]
     assert len(ensemble_table(result)) == len(config["groups"])
     with pytest.raises(ValueError, match="not in this result"):

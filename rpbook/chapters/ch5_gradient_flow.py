@@ -309,7 +309,7 @@ def numbers(signal: dict, evci: dict, ensembles: dict | None = None) -> dict:
     ``signal`` is the ``init_signal_propagation`` result, ``evci`` the
     ``evci_pipeline`` result, ``ensembles`` (optional) the ``ticket_ensembles``
     result. With a LeNet-5 setup, also the size of its first layer and how many
-    of its weights the pruned mask keeps.
+    of its weights the pruned mask (and the random ERK mask) keeps.
     """
     ratio = {r["density p"]: r["unit-scaled / dense"] for r in ratio_table(signal)}
     out: dict = {"gf_ratio_p01": ratio[0.1], "gf_ratio_pmin": ratio[min(ratio)], "gf_pmin": min(ratio)}
@@ -335,6 +335,9 @@ def numbers(signal: dict, evci: dict, ensembles: dict | None = None) -> dict:
         conv1_size = build_model("lenet5", in_shape=(1, 8, 8), num_classes=10).features.conv1.weight.numel()
         out["gf_conv1_size"] = conv1_size
         out["gf_conv1_kept"] = round(lenet[0]["layer_densities"]["features.conv1"] * conv1_size)
+        if "random" in lenet[0]["methods"]:
+            out["gf_conv1_kept_random"] = round(lenet[0]["methods"]["random"]["layer_densities"]["features.conv1"]
+                                                * conv1_size)
     if ensembles is not None:
         out["te_seeds"] = len(ensembles["units"])
         out["te_prune_acc"] = 100 * ensembles["summary"]["prune"]["test_accuracy"]["mean"]

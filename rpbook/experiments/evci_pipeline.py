@@ -561,7 +561,9 @@ def checks(result: dict) -> dict[str, dict[str, bool]]:
 
     The thresholds are deliberately simple: a gain counts when it is above
     1.1, an accuracy difference when it exceeds one standard deviation over
-    seeds. "No barrier" needs the Lottery barrier to be small in absolute
+    seeds. The random ERK arms (when run) add two: does a random mask of the
+    same density train as well as the pruned one from fresh weights, and does
+    the lottery ticket beat it? "No barrier" needs the Lottery barrier to be small in absolute
     terms (mean + 2 std below :data:`NO_BARRIER_LOSS`) *and* under half of
     Scratch's: a mean of 0.46 ± 0.31 is a barrier, whatever Scratch does.
     A comparison with Scratch is only meaningful when every Scratch run
@@ -579,8 +581,8 @@ def checks(result: dict) -> dict[str, dict[str, bool]]:
             return m[method]["test_accuracy"]["std"]
 
         fresh = [k for k in ("scratch", "scratch+", "set", "rigl") if k in m]
-        best = max(fresh + ["lottery"], key=acc)
-        out[s["setup"]] = {
+        best = max(fresh + ["lottery"] + [k for k in RANDOM_MASK_METHODS if k in m], key=acc)
+        found = {
             "sparsity-aware init starts with a larger gradient than the dense init":
                 s["grad_norm_ratio_init"]["mean"] > 1,
             "Lottery ≥ Scratch in accuracy": acc("lottery") >= acc("scratch"),
@@ -594,10 +596,16 @@ def checks(result: dict) -> dict[str, dict[str, bool]]:
             "RigL raises the gradient norm at its updates": m["rigl"]["update_gain"]["mean"] > 1.1,
             "SET raises the gradient norm at its updates": m["set"]["update_gain"]["mean"] > 1.1,
             "Scratch+ beats Scratch by more than one std": acc("scratch+") - acc("scratch") > std("scratch"),
-            "RigL is the best sparse run from fresh weights": acc("rigl") == max(acc(k) for k in fresh),
+            "RigL is the best run from fresh weights in the pruned mask": acc("rigl") == max(acc(k) for k in fresh),
             "the best sparse run beats the small dense net by > 1 std":
                 acc(best) - acc("small-dense") > std(best),
         }
+        if "random+" in m and "scratch+" in m:
+            found["a random ERK mask trains as well as the pruned mask (Random ERK+ ≥ Scratch+ - 1 std)"] = \
+                acc("random+") >= acc("scratch+") - std("scratch+")
+            found["Lottery beats the random ERK mask by > 1 std (Lottery - Random ERK+)"] = \
+                acc("lottery") - acc("random+") > std("random+")
+        out[s["setup"]] = found
     return out
 
 
