@@ -206,23 +206,26 @@ def plot_ticket_ensembles(result: dict) -> Figure:
     left.set_xlabel("members' disagreement (% of test examples)")
     left.set_ylabel("ensemble gain (points)")
     left.set_xlim(left=0)
-    left.set_title("gain from averaging vs disagreement", fontsize=10)
+    left.set_title("gain vs disagreement", fontsize=10)
     left.legend(fontsize=8, loc="upper left")
     xs = np.arange(len(groups))
     for i, g in enumerate(groups):
         e = group_stats(result, g)
         color = method_color(g)
         right.errorbar(i - 0.12, 100 * e["member_accuracy"]["mean"], yerr=100 * e["member_accuracy"]["std"],
-                       fmt="o", mfc="white", color=color, capsize=3, label="members (mean)" if i == 0 else None)
+                       fmt="o", mfc="white", color=color, capsize=3)
         right.errorbar(i + 0.12, 100 * e["ensemble_accuracy"]["mean"], yerr=100 * e["ensemble_accuracy"]["std"],
-                       fmt="o", color=color, capsize=3, label="ensemble" if i == 0 else None)
+                       fmt="o", color=color, capsize=3)
+    # Legend entries in black: the colours are the groups'.
+    right.plot([], [], "o", mfc="white", color=PALETTE["black"], label="members (mean)")
+    right.plot([], [], "o", color=PALETTE["black"], label="ensemble")
     prune = 100 * result["summary"]["prune"]["test_accuracy"]["mean"]
     right.axhline(prune, color=PALETTE["black"], ls="--", lw=1, label="Prune")
     right.set_xticks(xs, [method_labels().get(g, g) for g in groups], fontsize=8)
     right.set_xlim(-0.5, len(groups) - 0.5)
     right.set_ylabel("test accuracy (%)")
-    right.set_title("members and their ensemble", fontsize=10)
-    right.legend(fontsize=8, loc="lower left")
+    right.set_title("members and ensemble", fontsize=10)
+    right.legend(fontsize=8, loc="best")
     return fig
 
 
