@@ -166,8 +166,8 @@ def _train(epochs: int, batch_size: int, lr: float) -> TrainConfig:
 
 presets = profile_presets(
     """``quick``: a 32-16 MLP on 600 MNIST-1D examples, 3 epochs, one seed. ``standard``: MLP 300-100 on
-    MNIST-1D and LeNet-5 on digits, both to 95 % sparsity, five seeds. ``full``: Evci's LeNet-5 on
-    MNIST (25 epochs) and the MLP 300-100 to 98 % (a GPU machine with the data).""",
+    MNIST-1D and LeNet-5 on digits, both to 95 % sparsity, five seeds, gradient norms every 50 steps.
+    ``full``: Evci's LeNet-5 on MNIST (25 epochs) and the MLP 300-100 to 98 % (a GPU machine with the data).""",
     quick=lambda: EvciConfig(setups=(EvciSetup(name="MLP / MNIST-1D", hidden=(32, 16), density=0.1, n_train=600,
                                                train=_train(3, 64, 0.1)),),
                              prune_every=2, dst_every=5, log_every=5, log_batch=200, interp_points=5, seeds=(0,)),
@@ -623,28 +623,45 @@ def curves_of(result: dict, setup: str, method: str, key: str = "grad_norm") -> 
             "std": [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]}
 
 
-# Not yet measured across CPUs (regenerating takes 9 CPU-minutes): set by analogy with the measured
-# chapter-3 sweeps (per-run accuracy moved by at most 4 of 1,000 test examples there), widened because
-# this pipeline chains a pruning run, RigL's gradient-chosen regrowth and 5 seeds of LeNet-5 whose
-# seed spread reaches 0.29. Counts of the schedule (steps, swaps, densities) must stay equal.
-_WHY = "by analogy with chapter 3's measured spread, widened for chained discrete steps"
+# Measured across CPUs on 2026-12-02, on two pairs of CPU kernels:
+# (1) AVX-512 -> AVX2: the previous stored result (made on AVX-512) against this one (AVX2), field by field for the
+#     six methods both ran (same settings; gradient-norm curves compared at step 0 only, as log_every changed);
+# (2) AVX2 -> ATEN_CPU_CAPABILITY=default: `rpbook verify evci_pipeline` of this result: 4,460 fields exact,
+#     3,686 within the tolerances declared before (set by analogy), 2,554 beyond them.
+# MLP 300-100 / MNIST-1D moves little: per-run test accuracy by at most 0.030, its seed means by 0.009, per-run
+# barriers by 0.13 and their mean by 0.015. LeNet-5 / digits is chaotic across CPU kernels: magnitude pruning keeps
+# other weights of its 150-weight first conv layer, and a run that trains on one CPU stays near chance on another
+# (seed 1's Scratch moved by 0.62 of test accuracy), so its seed means move by up to 0.18, per-run barriers by up to
+# 1.46, gradient norms by up to 98 %, seed spreads by up to 96 % (RigL's final distance: std 8.4 vs 0.36), and one
+# DST run recorded one mask update fewer. The random ERK arms' overlap with the pruned mask moved by up to 0.0066
+# (the pruned mask changes). The tolerances below cover the largest measured change x1.2; they are this wide because
+# of LeNet-5 — on another CPU, trust the MLP's numbers to the MLP figures above and LeNet-5's only to its seed spread.
+# Counts of the schedule (steps, pruning events, densities, layer densities) came out exact in both measurements.
+_WHY = "measured across CPU kernels (AVX-512/AVX2/default), x1.2; wide because LeNet-5 / digits is chaotic"
 TOLERANCES = {
-    "*.interpolation.*.barrier": Tolerance(abs=0.05, why=_WHY),
-    "*test_accuracy*": Tolerance(abs=0.085, why=f"as s2s_imp's measured pruning-then-training spread (0.057), x1.5; {_WHY}"),
-    "*train_acc*": Tolerance(abs=0.085, why=f"as s2s_imp's measured spread; {_WHY}"),
-    "*loss*": Tolerance(rel=0.05, why=_WHY),
-    "*mask_changed_fraction*": Tolerance(abs=0.01, why=_WHY),
-    "*distance*": Tolerance(rel=0.02, why=_WHY),
-    "units.#.pruned_norm": Tolerance(rel=0.02, why=_WHY),
-    "*grad_norm*": Tolerance(rel=0.1, why=f"gradient norms fluctuate step to step; {_WHY}"),
-    "*update_gain*": Tolerance(rel=0.1, why=_WHY),
-    "summary.*": Tolerance(abs=0.05, rel=0.1, why=f"seed means; s2s_imp's measured 0.034, x1.5; {_WHY}"),
+    "summary.*.std": Tolerance(any_value=True, why="the spread over seeds of a LeNet-5 setup whose runs train on one "
+                                                   "CPU and not on another is not reproducible (measured: up to 96 %)"),
+    "*.interpolation.*.barrier": Tolerance(abs=1.75, why=f"{_WHY}; MLP per run 0.13, mean 0.015"),
+    "*.interpolation.*.test_accuracy*": Tolerance(abs=0.75, why=_WHY),
+    "*test_accuracy*": Tolerance(abs=0.75, why=f"{_WHY}; MLP per run 0.030, seed means 0.009"),
+    "*train_acc*": Tolerance(abs=0.8, why=f"{_WHY}; MLP per run 0.046"),
+    "*loss*": Tolerance(rel=0.8, why=f"{_WHY}; MLP per run 10 %"),
+    "*mask_changed_fraction*": Tolerance(abs=0.12, why=f"{_WHY}; MLP 0.016"),
+    "*mask_overlap*": Tolerance(abs=0.01, why="measured 0.0066 (AVX2 -> default): the pruned mask it is compared with changes"),
+    "*distance*": Tolerance(rel=0.5, why=f"{_WHY}; MLP 5 %"),
+    "units.#.pruned_norm": Tolerance(rel=0.1, why=f"{_WHY}; MLP 1 %"),
+    "*update_gain.n": Tolerance(abs=2, why="one DST run recorded one mask update fewer on another CPU (LeNet-5)"),
+    "*grad_norm_ratio_init*": Tolerance(rel=0.5, why=f"{_WHY}; MLP 36 %"),
+    "*grad_norm*": Tolerance(rel=1.0, why=f"{_WHY}: up to 98 % on LeNet-5, 80 % on the MLP at step 0 (another mask)"),
+    "*update_gain*": Tolerance(rel=0.1, why=f"{_WHY}; 5 % on both setups"),
+    "summary.*": Tolerance(abs=0.05, rel=0.3, why=f"seed means; {_WHY}"),
 }
 
 EXPERIMENT = Experiment(
     name="evci_pipeline",
     chapter="5 Gradient flow",
-    description="pruning run, then Scratch / Scratch+ / Lottery / SET / RigL / small dense from its mask",
+    description="pruning run, then Scratch / Scratch+ / Lottery / SET / RigL / small dense from its mask, "
+                "random ERK masks of the same density beside it",
     presets=presets,
     run=run,
     tolerances=TOLERANCES,
