@@ -208,15 +208,19 @@ def per_seed(result: dict, group: str, key: str) -> list[float]:
     return [u["groups"][group][key] for u in result["units"]]
 
 
-# Measured: see the comment of TOLERANCES below.
-_WHY = "by analogy with evci_pipeline's pruning-then-training runs"
+# Measured on 2026-12-02: `ATEN_CPU_CAPABILITY=default rpbook verify ticket_ensembles` against this result (made
+# with AVX2): 89 fields exact, 188 within, 0 beyond the tolerances set before by analogy (0.085). The largest change
+# was 0.063, a member's disagreement with the pruned solution (the pruning run itself moves); every other field
+# (accuracies, ensemble gains, pairwise disagreements, their seed means and spreads) moved by at most 0.039.
+# Densities came out exact. The tolerances are the measured largest changes x1.3.
+_WHY = "measured AVX2 -> ATEN default: at most 0.039 (x1.3)"
 TOLERANCES = {
-    "*test_accuracy*": Tolerance(abs=0.085, why=_WHY),
-    "*accuracy*": Tolerance(abs=0.085, why=_WHY),
-    "*disagreement*": Tolerance(abs=0.085, why=f"a fraction of test examples, like an accuracy; {_WHY}"),
-    "*ensemble_gain*": Tolerance(abs=0.085, why=f"a difference of two accuracies; {_WHY}"),
-    "units.#.density": Tolerance(abs=1e-9, why="the schedule's counts must not change"),
-    "summary.*": Tolerance(abs=0.05, why=f"seed means; {_WHY}"),
+    "*disagreement_with_prune*": Tolerance(abs=0.08, why="measured AVX2 -> ATEN default: at most 0.063 (x1.3)"),
+    "*accuracy*": Tolerance(abs=0.05, why=_WHY),
+    "*disagreement*": Tolerance(abs=0.05, why=f"a fraction of test examples; {_WHY}"),
+    "*ensemble_gain*": Tolerance(abs=0.05, why=f"a difference of two accuracies; {_WHY}"),
+    "*density": Tolerance(abs=1e-9, why="exact-count masks: the density must not change (measured: exact)"),
+    "summary.*": Tolerance(abs=0.05, why=f"seed means and spreads; {_WHY}"),
 }
 
 EXPERIMENT = Experiment(
