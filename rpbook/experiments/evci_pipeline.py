@@ -637,6 +637,7 @@ def curves_of(result: dict, setup: str, method: str, key: str = "grad_norm") -> 
 # (the pruned mask changes). The tolerances below cover the largest measured change x1.2; they are this wide because
 # of LeNet-5 — on another CPU, trust the MLP's numbers to the MLP figures above and LeNet-5's only to its seed spread.
 # Counts of the schedule (steps, pruning events, densities, layer densities) came out exact in both measurements.
+# On the recorded environment (AVX2) `rpbook verify evci_pipeline` regenerates all 10,700 fields bit-identically.
 _WHY = "measured across CPU kernels (AVX-512/AVX2/default), x1.2; wide because LeNet-5 / digits is chaotic"
 TOLERANCES = {
     "summary.*.std": Tolerance(any_value=True, why="the spread over seeds of a LeNet-5 setup whose runs train on one "
