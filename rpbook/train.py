@@ -220,6 +220,74 @@ def evaluate(
     return {"loss": total_loss / n, "accuracy": correct / n if task != "regression" else None, "n": n}
 
 
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024,
+                  device: str | torch.device | None = None) -> torch.Tensor:
+    """Softmax class probabilities of ``model`` on ``x`` in eval mode, as a float64 CPU tensor (chapter 5).
+
+    Chapter 5, *The cost of re-learning*: the predictions whose disagreement
+    and ensemble :func:`disagreement` and :func:`ensemble_accuracy` measure.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"x must be a tensor, got {type(x).__name__}")
+    dev = choose_device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        parts = [torch.softmax(model(x[i:i + batch_size].to(dev)).double(), dim=1).cpu()
+                 for i in range(0, len(x), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.float64)
+
+
+def _check_probs(*probs: torch.Tensor) -> None:
+    if not probs:
+        raise ValueError("need at least one set of predictions")
+    for p in probs:
+        if not isinstance(p, torch.Tensor) or p.dim() != 2:
+            raise ValueError(f"predictions must be (examples, classes) tensors, got {getattr(p, 'shape', p)!r}")
+        if p.shape != probs[0].shape:
+            raise ValueError(f"predictions must have the same shape, got {tuple(probs[0].shape)} and {tuple(p.shape)}")
+
+
+def disagreement(probs_a: torch.Tensor, probs_b: torch.Tensor) -> float:
+    """Fraction of examples on which two networks predict different labels (argmax) (chapter 5).
+
+    Function-space distance of chapter 5, *The cost of re-learning* (appendix
+    *Formulas and notation*): 0 for networks that compute the same labels,
+    whatever their weights.
+    """
+    _check_probs(probs_a, probs_b)
+    if len(probs_a) == 0:
+        raise ValueError("disagreement needs at least one example")
+    return float((probs_a.argmax(1) != probs_b.argmax(1)).double().mean())
+
+
+def mean_pairwise_disagreement(probs: Sequence[torch.Tensor]) -> float:
+    """Mean :func:`disagreement` over all pairs of at least two networks (chapter 5)."""
+    if len(probs) < 2:
+        raise ValueError(f"pairwise disagreement needs at least two networks, got {len(probs)}")
+    pairs = [(i, j) for i in range(len(probs)) for j in range(i + 1, len(probs))]
+    return sum(disagreement(probs[i], probs[j]) for i, j in pairs) / len(pairs)
+
+
+def ensemble_accuracy(probs: Sequence[torch.Tensor], y: torch.Tensor) -> float:
+    """Accuracy of the ensemble that averages the members' softmax outputs (chapter 5).
+
+    Chapter 5, *The cost of re-learning*: members that compute the same
+    function gain nothing from averaging; the gain over the members' mean
+    accuracy grows with how differently they err.
+    """
+    _check_probs(*probs)
+    if len(y) != len(probs[0]):
+        raise ValueError(f"y has {len(y)} labels for {len(probs[0])} predictions")
+    mean = torch.stack(list(probs)).mean(0)
+    return float((mean.argmax(1) == y.cpu()).double().mean())
+
+
 def lr_factor(step: int, total_steps: int, config: TrainConfig) -> float:
     """The schedule's multiple of ``config.lr`` at a step: cosine to 0, ``gamma`` at each milestone, or 1 (chapter 3)."""
     if config.schedule == "cosine":

@@ -76,10 +76,14 @@ def test_chapter4_numbers_cover_its_prose():
 
 
 def test_chapter5_numbers_cover_its_prose():
-    numbers = ch5.numbers(record("init_signal_propagation")["result"], record("evci_pipeline")["result"])
+    ensembles = record("ticket_ensembles")["result"]
+    numbers = ch5.numbers(record("init_signal_propagation")["result"], record("evci_pipeline")["result"], ensembles)
     check_values(numbers)
     assert cited("05_gradient_flow.ipynb") <= set(numbers)
     assert numbers["gf_conv1_kept"] <= numbers["gf_conv1_size"]
+    lottery = ensembles["summary"]["groups"]["lottery"]
+    assert numbers["te_gain_lottery"] == pytest.approx(100 * lottery["ensemble_gain"]["mean"])
+    assert numbers["te_seeds"] == len(ensembles["units"]) >= 3
 
 
 def test_chapter6_numbers_cover_its_prose():

@@ -66,6 +66,19 @@ def test_evci_pipeline_full_preset_runs_on_tiny_mnist(tiny_mnist, tmp_path):
             assert 0.0 <= m["test_accuracy"] <= 1.0, method
 
 
+def test_ticket_ensembles_full_preset_runs_on_tiny_mnist(tiny_mnist, tmp_path):
+    full = get_experiment("ticket_ensembles").config("full")
+    assert (full.setup.dataset, full.setup.model, full.members) == ("mnist", "lenet5", 5)
+    setup = dataclasses.replace(full.setup, train=dataclasses.replace(full.setup.train, epochs=1, batch_size=8))
+    config = dataclasses.replace(full, setup=setup, members=2, seeds=(0,), prune_every=1)
+    rec = run_experiment("ticket_ensembles", "full", config=config, store=ResultStore(tmp_path), progress=False,
+                         device="cpu")
+    (unit,) = rec["result"]["units"]
+    assert unit["density"] == pytest.approx(full.setup.density, abs=0.01)
+    for group in full.groups:
+        assert 0.0 <= unit["groups"][group]["ensemble_accuracy"] <= 1.0, group
+
+
 @pytest.mark.parametrize("name, shrink", [
     ("init_signal_propagation", {"width": 32, "densities": (1.0, 0.1), "seeds": (0,), "batch_size": 16}),
     ("slt_construction", {"hidden": (8,), "ns": (8,), "n_sphere": 50, "seeds": (0,)}),

@@ -249,3 +249,42 @@ def test_tqdm_disable_env_hides_bars(monkeypatch):
     assert not progress_enabled(True)
     monkeypatch.setenv("TQDM_DISABLE", "0")
     assert progress_enabled(True) and not progress_enabled(False)
+
+
+def test_disagreement_and_ensemble_known_answers():
+    from rpbook.train import disagreement, ensemble_accuracy, mean_pairwise_disagreement
+
+    def one_hot(labels, confidence=0.9):
+        p = torch.full((len(labels), 3), (1 - confidence) / 2, dtype=torch.float64)
+        p[torch.arange(len(labels)), torch.tensor(labels)] = confidence
+        return p
+
+    a, b, c = one_hot([0, 1, 2, 0]), one_hot([0, 1, 1, 1]), one_hot([0, 2, 2, 1])
+    assert disagreement(a, a) == 0.0
+    assert disagreement(a, b) == 0.5  # examples 2 and 3 differ
+    assert mean_pairwise_disagreement([a, b, c]) == pytest.approx((0.5 + 0.5 + 0.5) / 3)
+    y = torch.tensor([0, 1, 2, 0])
+    # votes per example: (0,0,0), (1,1,2), (2,1,2), (0,1,1): the average softmax follows the majority
+    assert ensemble_accuracy([a, b, c], y) == 0.75
+    assert ensemble_accuracy([a, a], y) == 1.0  # identical members: the ensemble is the member
+    with pytest.raises(ValueError, match="at least two networks"):
+        mean_pairwise_disagreement([a])
+    with pytest.raises(ValueError, match="same shape"):
+        disagreement(a, one_hot([0, 1]))
+    with pytest.raises(ValueError, match="labels"):
+        ensemble_accuracy([a], torch.tensor([0, 1]))
+
+
+def test_predict_proba_sums_to_one_and_keeps_the_mode():
+    from rpbook.train import predict_proba
+
+    model = nn.Sequential(nn.Linear(4, 3))
+    model.train()
+    x = torch.randn(10, 4)
+    p = predict_proba(model, x, batch_size=3)
+    assert p.shape == (10, 3) and p.dtype == torch.float64
+    assert torch.allclose(p.sum(1), torch.ones(10, dtype=torch.float64))
+    assert torch.equal(p.argmax(1), model(x).argmax(1))
+    assert model.training  # the mode is restored
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_proba(model, x, batch_size=0)

@@ -1,6 +1,7 @@
 """Chapter 5, *Gradient flow*: signal propagation through depth per initialisation,
 gradient norms of Evci et al.'s pipeline (DST methods from the registry in
-:mod:`rpbook.dst`), interpolation barriers and the init-signal explorer.
+:mod:`rpbook.dst`, random ERK masks beside the pruned one), interpolation
+barriers, ensembles of lottery tickets and the init-signal explorer.
 
 The notebook of this chapter imports this module (and the science modules) only;
 no chapter module imports another.
@@ -14,7 +15,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..dst import DST_METHODS
-from ..experiments.evci_pipeline import curves_of, method_labels, setup_key, update_table
+from ..experiments.evci_pipeline import RANDOM_MASK_METHODS, curves_of, method_labels, setup_key, update_table
+from ..experiments.ticket_ensembles import group_names, group_stats, per_seed
 from ..experiments.init_signal_propagation import curve, grad_norms, ratio_table
 from ..models import build_model
 from .explorer import stored_view
@@ -34,7 +36,10 @@ INIT_STYLES: dict[str, str] = {"dense": "-", "layer-scaled": "--", "unit-scaled"
 FIXED_METHOD_COLORS: dict[str, str] = {
     "prune": PALETTE["black"], "scratch": PALETTE["vermillion"], "scratch+": PALETTE["orange"],
     "lottery": PALETTE["green"], "small-dense": PALETTE["grey"],
+    "random": PALETTE["sky"], "random+": "#332288",  # indigo (Tol's palette): PALETTE has no colour left
 }
+#: Line style of each method in the curves: dashed for the references, dash-dot for the random masks.
+METHOD_STYLES: dict[str, str] = {"prune": "--", "small-dense": "--", **{m: "-." for m in RANDOM_MASK_METHODS}}
 
 
 def method_color(method: str) -> str:
@@ -119,8 +124,7 @@ def plot_grad_norm_curves(result: dict, setup: str, methods: Sequence[str] | Non
             continue
         c = curves_of(result, setup, m, key)
         steps, mean, std = np.array(c["steps"]), np.array(c["mean"]), np.array(c["std"])
-        ax.plot(steps, mean, color=method_color(m), label=method_labels().get(m, m),
-                ls="--" if m in ("prune", "small-dense") else "-")
+        ax.plot(steps, mean, color=method_color(m), label=method_labels().get(m, m), ls=METHOD_STYLES.get(m, "-"))
         ax.fill_between(steps, np.maximum(mean - std, mean * 0.05) if key == "grad_norm" else mean - std, mean + std,
                         color=method_color(m), alpha=0.15, lw=0)
     if key == "grad_norm":
@@ -145,7 +149,8 @@ def plot_interpolation(result: dict, setup: str, ax: "plt.Axes | None" = None,
     for m in [k for k in units[0]["interpolation"] if k != "alphas"]:
         values = np.array([u["interpolation"][m][key] for u in units])
         mean, std = values.mean(0), values.std(0)
-        ax.plot(alphas, mean, marker="o", ms=3, color=method_color(m), label=f"{method_labels().get(m, m)} → Prune")
+        ax.plot(alphas, mean, marker="o", ms=3, color=method_color(m), label=f"{method_labels().get(m, m)} → Prune",
+                ls=METHOD_STYLES.get(m, "-"))
         ax.fill_between(alphas, mean - std, mean + std, color=method_color(m), alpha=0.15, lw=0)
     for a in (0.0, 1.0):
         ax.axvline(a, color=PALETTE["grey"], ls=":", lw=1)
@@ -178,6 +183,50 @@ def plot_mask_update_gradnorm(result: dict, setup: str, ax: "plt.Axes | None" = 
     ax.set_title(setup, fontsize=10)
     return ax
 
+
+
+def plot_ticket_ensembles(result: dict) -> Figure:
+    """Figure: disagreement against ensemble gain per group, and member vs ensemble accuracy (chapter 5).
+
+    ``result`` is ``ticket_ensembles``'. Left: one small dot per seed, the
+    mean ± std over seeds as a large marker with error bars. Right: per group
+    the members' mean accuracy (open) and the ensemble's (filled), mean ± std
+    over seeds, with the pruning run's accuracy as a dashed line.
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.6), gridspec_kw={"width_ratios": [1.25, 1]})
+    groups = group_names(result)
+    for g in groups:
+        color, label = method_color(g), method_labels().get(g, g)
+        x = 100 * np.array(per_seed(result, g, "pairwise_disagreement"))
+        y = 100 * np.array(per_seed(result, g, "ensemble_gain"))
+        left.scatter(x, y, s=14, color=color, alpha=0.45, lw=0)
+        left.errorbar(x.mean(), y.mean(), xerr=x.std(ddof=1) if len(x) > 1 else 0,
+                      yerr=y.std(ddof=1) if len(y) > 1 else 0, fmt="o", ms=7, color=color, capsize=3, label=label)
+    left.axhline(0, color=PALETTE["grey"], lw=0.8)
+    left.set_xlabel("members' disagreement (% of test examples)")
+    left.set_ylabel("ensemble gain (points)")
+    left.set_xlim(left=0)
+    left.set_title("gain vs disagreement", fontsize=10)
+    left.legend(fontsize=8, loc="upper left")
+    xs = np.arange(len(groups))
+    for i, g in enumerate(groups):
+        e = group_stats(result, g)
+        color = method_color(g)
+        right.errorbar(i - 0.12, 100 * e["member_accuracy"]["mean"], yerr=100 * e["member_accuracy"]["std"],
+                       fmt="o", mfc="white", color=color, capsize=3)
+        right.errorbar(i + 0.12, 100 * e["ensemble_accuracy"]["mean"], yerr=100 * e["ensemble_accuracy"]["std"],
+                       fmt="o", color=color, capsize=3)
+    # Legend entries in black: the colours are the groups'.
+    right.plot([], [], "o", mfc="white", color=PALETTE["black"], label="members (mean)")
+    right.plot([], [], "o", color=PALETTE["black"], label="ensemble")
+    prune = 100 * result["summary"]["prune"]["test_accuracy"]["mean"]
+    right.axhline(prune, color=PALETTE["black"], ls="--", lw=1, label="Prune")
+    right.set_xticks(xs, [method_labels().get(g, g) for g in groups], fontsize=8)
+    right.set_xlim(-0.5, len(groups) - 0.5)
+    right.set_ylabel("test accuracy (%)")
+    right.set_title("members and ensemble", fontsize=10)
+    right.legend(fontsize=8, loc="best")
+    return fig
 
 
 #: Choices of the init dropdown of :func:`init_signal_explorer`; "all" overlays the three.
@@ -253,22 +302,35 @@ def init_signal_explorer(result: dict, *, static: bool = False, density: float =
 # ----------------------------------------------------------------------------- the numbers the prose quotes
 
 
-def numbers(signal: dict, evci: dict) -> dict:
+def _glue_name(method: str) -> str:
+    return method.replace("+", "plus").replace("-", "_")
+
+
+def numbers(signal: dict, evci: dict, ensembles: dict | None = None) -> dict:
     """Every number chapter 5's prose quotes, by glue name.
 
     ``signal`` is the ``init_signal_propagation`` result, ``evci`` the
-    ``evci_pipeline`` result. With a LeNet-5 setup, also the size of its first
-    layer and how many of its weights the pruned mask keeps.
+    ``evci_pipeline`` result, ``ensembles`` (optional) the ``ticket_ensembles``
+    result. With a LeNet-5 setup, also the size of its first layer and how many
+    of its weights the pruned mask (and the random ERK mask) keeps.
     """
     ratio = {r["density p"]: r["unit-scaled / dense"] for r in ratio_table(signal)}
     out: dict = {"gf_ratio_p01": ratio[0.1], "gf_ratio_pmin": ratio[min(ratio)], "gf_pmin": min(ratio)}
     for s in evci["summary"]:
         key = setup_key(s["setup"])
         for method, e in s["methods"].items():
-            out[f"gf_acc_{key}_{method.replace('+', 'plus').replace('-', '_')}"] = 100 * e["test_accuracy"]["mean"]
+            out[f"gf_acc_{key}_{_glue_name(method)}"] = 100 * e["test_accuracy"]["mean"]
+            out[f"gf_accsd_{key}_{_glue_name(method)}"] = 100 * e["test_accuracy"]["std"]
+            if "grad_norm_init" in e and "scratch" in s["methods"]:
+                out[f"gf_g0_{key}_{_glue_name(method)}"] = (e["grad_norm_init"]["mean"]
+                                                          / s["methods"]["scratch"]["grad_norm_init"]["mean"])
+            if "relative_distance" in e:
+                out[f"gf_reldist_{key}_{_glue_name(method)}"] = e["relative_distance"]["mean"]
+            if "mask_overlap" in e:
+                out[f"gf_overlap_{key}"] = 100 * e["mask_overlap"]["mean"]
         out[f"gf_ratio_{key}"] = s["grad_norm_ratio_init"]["mean"]
         for method, b in s["barrier"].items():
-            out[f"gf_barrier_{key}_{method}"] = b["mean"]
+            out[f"gf_barrier_{key}_{_glue_name(method)}"] = b["mean"]
     for row in update_table(evci):
         out[f"gf_gain_{setup_key(row['setup'])}_{row['method'].lower()}"] = row["after / before"]
     lenet = [u for u in evci["units"] if setup_key(u["setup"]) == "lenet5"]
@@ -276,4 +338,20 @@ def numbers(signal: dict, evci: dict) -> dict:
         conv1_size = build_model("lenet5", in_shape=(1, 8, 8), num_classes=10).features.conv1.weight.numel()
         out["gf_conv1_size"] = conv1_size
         out["gf_conv1_kept"] = round(lenet[0]["layer_densities"]["features.conv1"] * conv1_size)
+        if "random" in lenet[0]["methods"]:
+            out["gf_conv1_kept_random"] = round(lenet[0]["methods"]["random"]["layer_densities"]["features.conv1"]
+                                                * conv1_size)
+    if ensembles is not None:
+        out["te_seeds"] = len(ensembles["units"])
+        out["te_prune_acc"] = 100 * ensembles["summary"]["prune"]["test_accuracy"]["mean"]
+        for g in group_names(ensembles):
+            e = group_stats(ensembles, g)
+            name = _glue_name(g)
+            out[f"te_members_{name}"] = 100 * e["member_accuracy"]["mean"]
+            out[f"te_ens_{name}"] = 100 * e["ensemble_accuracy"]["mean"]
+            out[f"te_gain_{name}"] = 100 * e["ensemble_gain"]["mean"]
+            out[f"te_gainsd_{name}"] = 100 * e["ensemble_gain"]["std"]
+            out[f"te_dis_{name}"] = 100 * e["pairwise_disagreement"]["mean"]
+            out[f"te_dissd_{name}"] = 100 * e["pairwise_disagreement"]["std"]
+            out[f"te_disprune_{name}"] = 100 * e["disagreement_with_prune"]["mean"]
     return out

@@ -1,4 +1,4 @@
-"""Evci et al.'s pipeline at small scale: one pruning run, then six ways to train its final mask.
+"""Evci et al.'s pipeline at small scale: one pruning run, then its final mask trained six ways, beside random masks.
 
 Chapter 5 (*Gradient flow*), sections *Lottery tickets* and *Dynamic sparse
 training*. Reproduces the protocol of Evci et al. (2022), "Gradient Flow in
@@ -13,7 +13,10 @@ setup (model and data) and seed:
    - **Lottery**: the pruning run's own initial weights (the lottery ticket);
    - **SET** and **RigL**: the mask changes during training
      (init ``dst_init``, Scratch+ by default);
-   - **Small dense**: a narrower dense network with about as many parameters.
+   - **Small dense**: a narrower dense network with about as many parameters;
+3. and, the book's addition, a static **random ERK** mask of the same global
+   density (one per seed), trained from the dense init (**Random ERK**) and
+   the sparsity-aware init (**Random ERK+**), the inits of Scratch / Scratch+.
 
 Every run logs the masked gradient norm on a fixed batch of 1,000 training
 examples at step 0 and every ``log_every`` steps, and the L2 distance of its
@@ -41,7 +44,7 @@ from ..data import DATASET_NAMES, load_dataset
 from ..dst import DST_METHODS
 from ..gradflow import GradientNormLogger, fixed_batch
 from ..init import check_init, initialize_
-from ..masks import Masking, check_density, count_nonzero_parameters, maskable_layers
+from ..masks import Masking, check_density, count_nonzero_parameters, maskable_layers, sample_masks
 from ..models import MODEL_NAMES, build_model, count_parameters
 from ..pruning import GradualMagnitudePruning, check_scope, dense_masking
 from ..train import Callback, TrainConfig, TrainState, compute_loss, evaluate, fit
@@ -50,10 +53,16 @@ from . import Experiment, RunContext
 from .specs import profile_presets
 
 #: The methods a config runs by default (a registered DST method may be added to a config's ``methods``).
-METHODS: tuple[str, ...] = ("scratch", "scratch+", "lottery", "set", "rigl", "small-dense")
+METHODS: tuple[str, ...] = ("scratch", "scratch+", "lottery", "set", "rigl", "small-dense", "random", "random+")
 #: Methods of the pipeline that are not DST methods; every DST method comes from :data:`rpbook.dst.DST_METHODS`.
 FIXED_METHOD_LABELS: dict[str, str] = {"prune": "Prune", "scratch": "Scratch", "scratch+": "Scratch+",
-                                       "lottery": "Lottery", "small-dense": "Small dense"}
+                                       "lottery": "Lottery", "random": "Random ERK", "random+": "Random ERK+",
+                                       "small-dense": "Small dense"}
+#: The init of each static method that starts from fresh weights (Scratch / Scratch+ and their random-mask twins).
+FRESH_INITS: dict[str, str] = {"scratch": "dense", "scratch+": "unit-scaled", "random": "dense",
+                               "random+": "unit-scaled"}
+#: The methods that train a random ERK mask instead of the pruning run's mask.
+RANDOM_MASK_METHODS: tuple[str, ...] = ("random", "random+")
 
 
 def method_labels() -> dict[str, str]:
@@ -117,7 +126,7 @@ class EvciConfig:
     dst_end: float = 0.75
     log_every: int = 25
     log_batch: int = 1000
-    interp_methods: tuple[str, ...] = ("lottery", "scratch")
+    interp_methods: tuple[str, ...] = ("lottery", "scratch", "random", "random+")
     interp_points: int = 15
     split_seed: int = 0
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
@@ -157,8 +166,8 @@ def _train(epochs: int, batch_size: int, lr: float) -> TrainConfig:
 
 presets = profile_presets(
     """``quick``: a 32-16 MLP on 600 MNIST-1D examples, 3 epochs, one seed. ``standard``: MLP 300-100 on
-    MNIST-1D and LeNet-5 on digits, both to 95 % sparsity, five seeds. ``full``: Evci's LeNet-5 on
-    MNIST (25 epochs) and the MLP 300-100 to 98 % (a GPU machine with the data).""",
+    MNIST-1D and LeNet-5 on digits, both to 95 % sparsity, five seeds, gradient norms every 50 steps.
+    ``full``: Evci's LeNet-5 on MNIST (25 epochs) and the MLP 300-100 to 98 % (a GPU machine with the data).""",
     quick=lambda: EvciConfig(setups=(EvciSetup(name="MLP / MNIST-1D", hidden=(32, 16), density=0.1, n_train=600,
                                                train=_train(3, 64, 0.1)),),
                              prune_every=2, dst_every=5, log_every=5, log_batch=200, interp_points=5, seeds=(0,)),
@@ -167,7 +176,8 @@ presets = profile_presets(
                   density=0.05, train=_train(40, 128, 0.1)),
         EvciSetup(name="LeNet-5 / digits", model="lenet5", dataset="digits", hidden=None, density=0.05,
                   train=_train(25, 32, 0.05)),
-    )),
+    # Gradient norms every 50 steps (not 25): the two random-mask arms then fit in the 10 CPU-minute budget.
+    ), log_every=50),
     full=lambda: EvciConfig(setups=(
         EvciSetup(name="LeNet-5 / MNIST", model="lenet5", dataset="mnist", hidden=None, density=0.05,
                   train=TrainConfig(epochs=25, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4)),
@@ -244,6 +254,84 @@ def _barrier(losses: list[float], alphas: list[float]) -> float:
 # ----------------------------------------------------------------------------- one seed of one setup
 
 
+@dataclass
+class PruningRun:
+    """What the pruning run of one setup and seed leaves behind (chapter 5).
+
+    ``theta0``: the initial weights (the lottery ticket's start); ``masks``: the
+    final mask; ``state``: the pruned solution; ``model``/``masking``: the
+    trained network and its masks; ``history``, ``events``: the training history
+    and the pruning schedule's events; ``callbacks``: the extra callbacks passed in.
+    """
+
+    model: nn.Module
+    masking: Masking
+    theta0: dict
+    masks: dict
+    state: dict
+    history: Any
+    events: list
+    callbacks: list
+
+
+def pruning_run(setup: EvciSetup, seed: int, data: Any, *, start: float, end: float, every: int,
+                scope: str = "layer", callbacks: tuple[Callback, ...] = (), device: Any = None) -> PruningRun:
+    """Train the dense network of ``setup`` (dense init, data order ``seed``) and prune it to ``setup.density``.
+
+    Chapter 5, *The pipeline of Evci et al.*: gradual magnitude pruning on the
+    cubic schedule between fractions ``start`` and ``end`` of training, every
+    ``every`` steps, per layer (``scope="layer"``) or globally.
+    """
+    seed_everything(seed)
+    model = build_model(setup.model, in_shape=tuple(data.in_shape), num_classes=data.num_classes,
+                        hidden=setup.hidden)
+    initialize_(model, "dense", seed=seed)
+    theta0 = copy.deepcopy(model.state_dict())
+    masking = dense_masking(model)
+    gmp = GradualMagnitudePruning(setup.density, start=start, end=end, every=every, scope=scope)
+    hist = fit(model, data, dataclasses.replace(setup.train, seed=seed), masking=masking,
+               callbacks=[gmp, *callbacks], device=device, progress=False)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return PruningRun(model=model, masking=masking, theta0=theta0, masks=masking.masks, state=state, history=hist,
+                      events=gmp.events, callbacks=list(callbacks))
+
+
+def random_erk_masks(model: nn.Module, density: float, seed: int) -> dict[str, torch.Tensor]:
+    """A static random ERK mask of global ``density`` for ``model``: the random arm beside a pruned mask (chapter 5)."""
+    return sample_masks(model, density, "erk", seed=seed)
+
+
+#: The methods :func:`sparse_start` can start: the lottery ticket and every fresh-weight static method.
+STATIC_METHODS: tuple[str, ...] = ("lottery", *FRESH_INITS)
+
+
+def sparse_start(model: nn.Module, method: str, run: PruningRun, seed: int, *, density: float | None = None,
+                 mask_seed: int | None = None) -> Masking:
+    """Mask ``model`` and set its starting weights for one static method of the pipeline (chapter 5).
+
+    ``lottery``: the pruning run's mask and initial weights ``theta0``;
+    ``scratch`` / ``scratch+``: its mask with fresh dense / unit-scaled weights
+    (seed ``seed``); ``random`` / ``random+``: a random ERK mask of global
+    ``density`` (default: the pruned mask's; mask seed ``mask_seed``, default
+    ``seed + 10_000``) with the same two inits (DST methods start in
+    :func:`run_unit`, from ``dst_init``).
+    """
+    if method not in STATIC_METHODS:
+        raise ValueError(f"no static start for method {method!r}; allowed: {', '.join(STATIC_METHODS)}")
+    if method in RANDOM_MASK_METHODS:
+        if density is None:
+            density = run.masking.global_density()
+        masking = Masking(model, random_erk_masks(model, density, seed + 10_000 if mask_seed is None else mask_seed))
+    else:
+        masking = Masking(model, run.masks)
+    if method == "lottery":
+        model.load_state_dict(run.theta0)
+        masking.apply_()
+    else:
+        initialize_(model, FRESH_INITS[method], seed=seed)
+    return masking
+
+
 def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None) -> dict:
     """The whole pipeline for one setup and seed; returns its JSON-able record (chapter 5)."""
     data = load_dataset(setup.dataset, seed=config.split_seed, n_train=setup.n_train)
@@ -257,17 +345,11 @@ def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None
         return build_model(setup.model, in_shape=in_shape, num_classes=classes, width=width, hidden=setup.hidden)
 
     # 1. The pruning run.
-    seed_everything(seed)
-    model = build()
-    initialize_(model, "dense", seed=seed)
-    theta0 = copy.deepcopy(model.state_dict())
-    masking = dense_masking(model)
-    gmp = GradualMagnitudePruning(setup.density, start=config.prune_start, end=config.prune_end,
-                                  every=config.prune_every, scope=config.prune_scope)
     tracker = _Tracker(config.log_every, log_batch, None)
-    hist = fit(model, data, train, masking=masking, callbacks=[gmp, tracker], device=device, progress=False)
-    masks = masking.masks
-    pruned_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    pruned = pruning_run(setup, seed, data, start=config.prune_start, end=config.prune_end,
+                         every=config.prune_every, scope=config.prune_scope, callbacks=(tracker,), device=device)
+    model, masking, masks, hist = pruned.model, pruned.masking, pruned.masks, pruned.history
+    pruned_state = pruned.state
     pruned_flat = _flat(model)
     record: dict = {
         "setup": setup.name, "seed": seed,
@@ -278,11 +360,11 @@ def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None
         "pruned_norm": float(pruned_flat.norm()),
         "methods": {"prune": {"test_accuracy": hist.test["accuracy"], "test_loss": hist.test["loss"],
                               "train_acc": hist.epochs[-1]["train_acc"], **_curves(tracker),
-                              "prune_events": gmp.events}},
+                              "prune_events": pruned.events}},
     }
     finals: dict[str, dict] = {}
 
-    # 2. The runs from the final mask.
+    # 2. The runs from the final mask (and from a random ERK mask of the same density).
     for method in config.methods:
         if method == "small-dense":
             width = small_dense_width(setup, in_shape, classes, record["nonzero_params"])
@@ -295,13 +377,11 @@ def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None
                                          "params": count_parameters(net), **_curves(tracker)}
             continue
         net = build()
-        net_masking = Masking(net, masks)
-        if method == "lottery":
-            net.load_state_dict(theta0)
-            net_masking.apply_()
+        if method in DST_METHODS:
+            net_masking = Masking(net, masks)
+            initialize_(net, config.dst_init, seed=seed + 10_000)
         else:
-            init = {"scratch": "dense", "scratch+": "unit-scaled"}.get(method, config.dst_init)
-            initialize_(net, init, seed=seed + 10_000)
+            net_masking = sparse_start(net, method, pruned, seed + 10_000, density=record["density"])
         start_distance = float((_flat(net) - pruned_flat).norm())
         tracker = _Tracker(config.log_every, log_batch, pruned_flat)
         callbacks: list[Callback] = [tracker]
@@ -315,6 +395,11 @@ def run_unit(config: EvciConfig, setup: EvciSetup, seed: int, device: Any = None
         entry = {"test_accuracy": hist.test["accuracy"], "test_loss": hist.test["loss"],
                  "train_acc": hist.epochs[-1]["train_acc"], "start_distance": start_distance,
                  "final_distance": float((_flat(net) - pruned_flat).norm()), **_curves(tracker)}
+        if method in RANDOM_MASK_METHODS:
+            entry["density"] = net_masking.global_density()
+            entry["layer_densities"] = net_masking.layer_densities()
+            entry["mask_overlap"] = sum(int((net_masking.masks[n] & masks[n]).sum()) for n in masks) / max(
+                1, sum(int(m.sum()) for m in masks.values()))
         if dst is not None:
             entry["mask_updates"] = [{k: e[k] for k in ("step", "drop_fraction", "swapped",
                                                         "grad_norm_before", "grad_norm_after")}
@@ -355,7 +440,8 @@ def run(config: EvciConfig, ctx: RunContext) -> dict:
         ``units``: one record per setup and seed (see :func:`run_unit`);
         ``summary``: per setup, per method the mean/std over seeds of test
         accuracy, gradient norm at step 0, final distance to the pruned
-        solution, and (for SET/RigL) the mean gradient norm just before and
+        solution, (for the random ERK masks) the fraction of the pruned mask's
+        weights they also keep, and (for SET/RigL) the mean gradient norm just before and
         after mask updates; per setup the ratio Scratch+ / Scratch of the
         gradient norm at step 0, and the interpolation barriers.
     """
@@ -376,6 +462,8 @@ def run(config: EvciConfig, ctx: RunContext) -> dict:
                 entry["start_distance"] = _stats([row["start_distance"] for row in rows])
                 entry["relative_distance"] = _stats([row["final_distance"] / r["pruned_norm"]
                                                      for row, r in zip(rows, recs)])
+            if "mask_overlap" in rows[0]:
+                entry["mask_overlap"] = _stats([row["mask_overlap"] for row in rows])
             if "mask_updates" in rows[0]:
                 before = [e["grad_norm_before"] for row in rows for e in row["mask_updates"]]
                 after = [e["grad_norm_after"] for row in rows for e in row["mask_updates"]]
@@ -427,12 +515,12 @@ def setup_key(setup: str) -> str:
     return setup.split()[0].lower().replace("-", "")
 
 
-def distance_table(result: dict, methods: tuple[str, ...] = ("lottery", "scratch", "scratch+", "set", "rigl")
-                   ) -> list[dict]:
+def distance_table(result: dict, methods: tuple[str, ...] = ("lottery", "scratch", "scratch+", "random", "random+",
+                                                            "set", "rigl")) -> list[dict]:
     """Distance to the pruned solution at the start and the end of training, mean over seeds (chapter 5)."""
     rows = []
     for s in result["summary"]:
-        for m in methods:
+        for m in [m for m in methods if m in s["methods"]]:
             e = s["methods"][m]
             rows.append({"setup": s["setup"], "run": method_labels()[m], "at start": e["start_distance"]["mean"],
                          "at the end": e["final_distance"]["mean"],
@@ -473,7 +561,9 @@ def checks(result: dict) -> dict[str, dict[str, bool]]:
 
     The thresholds are deliberately simple: a gain counts when it is above
     1.1, an accuracy difference when it exceeds one standard deviation over
-    seeds. "No barrier" needs the Lottery barrier to be small in absolute
+    seeds. The random ERK arms (when run) add two: does a random mask of the
+    same density train as well as the pruned one from fresh weights, and does
+    the lottery ticket beat it? "No barrier" needs the Lottery barrier to be small in absolute
     terms (mean + 2 std below :data:`NO_BARRIER_LOSS`) *and* under half of
     Scratch's: a mean of 0.46 ± 0.31 is a barrier, whatever Scratch does.
     A comparison with Scratch is only meaningful when every Scratch run
@@ -491,8 +581,8 @@ def checks(result: dict) -> dict[str, dict[str, bool]]:
             return m[method]["test_accuracy"]["std"]
 
         fresh = [k for k in ("scratch", "scratch+", "set", "rigl") if k in m]
-        best = max(fresh + ["lottery"], key=acc)
-        out[s["setup"]] = {
+        best = max(fresh + ["lottery"] + [k for k in RANDOM_MASK_METHODS if k in m], key=acc)
+        found = {
             "sparsity-aware init starts with a larger gradient than the dense init":
                 s["grad_norm_ratio_init"]["mean"] > 1,
             "Lottery ≥ Scratch in accuracy": acc("lottery") >= acc("scratch"),
@@ -506,10 +596,16 @@ def checks(result: dict) -> dict[str, dict[str, bool]]:
             "RigL raises the gradient norm at its updates": m["rigl"]["update_gain"]["mean"] > 1.1,
             "SET raises the gradient norm at its updates": m["set"]["update_gain"]["mean"] > 1.1,
             "Scratch+ beats Scratch by more than one std": acc("scratch+") - acc("scratch") > std("scratch"),
-            "RigL is the best sparse run from fresh weights": acc("rigl") == max(acc(k) for k in fresh),
+            "RigL is the best run from fresh weights in the pruned mask": acc("rigl") == max(acc(k) for k in fresh),
             "the best sparse run beats the small dense net by > 1 std":
                 acc(best) - acc("small-dense") > std(best),
         }
+        if "random+" in m and "scratch+" in m:
+            found["a random ERK mask trains as well as the pruned mask (Random ERK+ ≥ Scratch+ - 1 std)"] = \
+                acc("random+") >= acc("scratch+") - std("scratch+")
+            found["Lottery beats the random ERK mask by > 1 std (Lottery - Random ERK+)"] = \
+                acc("lottery") - acc("random+") > std("random+")
+        out[s["setup"]] = found
     return out
 
 
@@ -527,28 +623,46 @@ def curves_of(result: dict, setup: str, method: str, key: str = "grad_norm") -> 
             "std": [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]}
 
 
-# Not yet measured across CPUs (regenerating takes 9 CPU-minutes): set by analogy with the measured
-# chapter-3 sweeps (per-run accuracy moved by at most 4 of 1,000 test examples there), widened because
-# this pipeline chains a pruning run, RigL's gradient-chosen regrowth and 5 seeds of LeNet-5 whose
-# seed spread reaches 0.29. Counts of the schedule (steps, swaps, densities) must stay equal.
-_WHY = "by analogy with chapter 3's measured spread, widened for chained discrete steps"
+# Measured across CPUs on 2026-12-02, on two pairs of CPU kernels:
+# (1) AVX-512 -> AVX2: the previous stored result (made on AVX-512) against this one (AVX2), field by field for the
+#     six methods both ran (same settings; gradient-norm curves compared at step 0 only, as log_every changed);
+# (2) AVX2 -> ATEN_CPU_CAPABILITY=default: `rpbook verify evci_pipeline` of this result: 4,460 fields exact,
+#     3,686 within the tolerances declared before (set by analogy), 2,554 beyond them.
+# MLP 300-100 / MNIST-1D moves little: per-run test accuracy by at most 0.030, its seed means by 0.009, per-run
+# barriers by 0.13 and their mean by 0.015. LeNet-5 / digits is chaotic across CPU kernels: magnitude pruning keeps
+# other weights of its 150-weight first conv layer, and a run that trains on one CPU stays near chance on another
+# (seed 1's Scratch moved by 0.62 of test accuracy), so its seed means move by up to 0.18, per-run barriers by up to
+# 1.46, gradient norms by up to 98 %, seed spreads by up to 96 % (RigL's final distance: std 8.4 vs 0.36), and one
+# DST run recorded one mask update fewer. The random ERK arms' overlap with the pruned mask moved by up to 0.0066
+# (the pruned mask changes). The tolerances below cover the largest measured change x1.2; they are this wide because
+# of LeNet-5 — on another CPU, trust the MLP's numbers to the MLP figures above and LeNet-5's only to its seed spread.
+# Counts of the schedule (steps, pruning events, densities, layer densities) came out exact in both measurements.
+# On the recorded environment (AVX2) `rpbook verify evci_pipeline` regenerates all 10,700 fields bit-identically.
+_WHY = "measured across CPU kernels (AVX-512/AVX2/default), x1.2; wide because LeNet-5 / digits is chaotic"
 TOLERANCES = {
-    "*.interpolation.*.barrier": Tolerance(abs=0.05, why=_WHY),
-    "*test_accuracy*": Tolerance(abs=0.085, why=f"as s2s_imp's measured pruning-then-training spread (0.057), x1.5; {_WHY}"),
-    "*train_acc*": Tolerance(abs=0.085, why=f"as s2s_imp's measured spread; {_WHY}"),
-    "*loss*": Tolerance(rel=0.05, why=_WHY),
-    "*mask_changed_fraction*": Tolerance(abs=0.01, why=_WHY),
-    "*distance*": Tolerance(rel=0.02, why=_WHY),
-    "units.#.pruned_norm": Tolerance(rel=0.02, why=_WHY),
-    "*grad_norm*": Tolerance(rel=0.1, why=f"gradient norms fluctuate step to step; {_WHY}"),
-    "*update_gain*": Tolerance(rel=0.1, why=_WHY),
-    "summary.*": Tolerance(abs=0.05, rel=0.1, why=f"seed means; s2s_imp's measured 0.034, x1.5; {_WHY}"),
+    "summary.*.std": Tolerance(any_value=True, why="the spread over seeds of a LeNet-5 setup whose runs train on one "
+                                                   "CPU and not on another is not reproducible (measured: up to 96 %)"),
+    "*.interpolation.*.barrier": Tolerance(abs=1.75, why=f"{_WHY}; MLP per run 0.13, mean 0.015"),
+    "*.interpolation.*.test_accuracy*": Tolerance(abs=0.75, why=_WHY),
+    "*test_accuracy*": Tolerance(abs=0.75, why=f"{_WHY}; MLP per run 0.030, seed means 0.009"),
+    "*train_acc*": Tolerance(abs=0.8, why=f"{_WHY}; MLP per run 0.046"),
+    "*loss*": Tolerance(rel=0.8, why=f"{_WHY}; MLP per run 10 %"),
+    "*mask_changed_fraction*": Tolerance(abs=0.12, why=f"{_WHY}; MLP 0.016"),
+    "*mask_overlap*": Tolerance(abs=0.01, why="measured 0.0066 (AVX2 -> default): the pruned mask it is compared with changes"),
+    "*distance*": Tolerance(rel=0.5, why=f"{_WHY}; MLP 5 %"),
+    "units.#.pruned_norm": Tolerance(rel=0.1, why=f"{_WHY}; MLP 1 %"),
+    "*update_gain.n": Tolerance(abs=2, why="one DST run recorded one mask update fewer on another CPU (LeNet-5)"),
+    "*grad_norm_ratio_init*": Tolerance(rel=0.5, why=f"{_WHY}; MLP 36 %"),
+    "*grad_norm*": Tolerance(rel=1.0, why=f"{_WHY}: up to 98 % on LeNet-5, 80 % on the MLP at step 0 (another mask)"),
+    "*update_gain*": Tolerance(rel=0.1, why=f"{_WHY}; 5 % on both setups"),
+    "summary.*": Tolerance(abs=0.05, rel=0.3, why=f"seed means; {_WHY}"),
 }
 
 EXPERIMENT = Experiment(
     name="evci_pipeline",
     chapter="5 Gradient flow",
-    description="pruning run, then Scratch / Scratch+ / Lottery / SET / RigL / small dense from its mask",
+    description="pruning run, then Scratch / Scratch+ / Lottery / SET / RigL / small dense from its mask, "
+                "random ERK masks of the same density beside it",
     presets=presets,
     run=run,
     tolerances=TOLERANCES,
