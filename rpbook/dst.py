@@ -84,7 +84,9 @@ def drop_and_grow(
     ones included) with the highest grow score join it, so the count of active
     weights is unchanged. Ties go to the lower flat index. ``allowed`` (a 0/1
     mask) restricts growth to its positions, e.g. a random source mask
-    (chapter 7's :class:`GraNet`).
+    (chapter 7's :class:`GraNet`); then at most as many weights move as the
+    source has free positions, so a layer that fills its source keeps its
+    weights instead of having its smallest ones zeroed and regrown in place.
 
     Returns
     -------
@@ -94,10 +96,15 @@ def drop_and_grow(
     mask = mask.detach().cpu().bool()
     active = int(mask.sum())
     k = int(round(fraction * active))
+    if allowed is not None:
+        allowed = allowed.detach().cpu().bool()
+        # Only positions of the source outside the mask can take a dropped weight's place: without any, the
+        # "regrown" weights would be the dropped ones, reset to zero.
+        k = min(k, int((allowed & ~mask).sum()))
     if k == 0 or active == mask.numel():
         return mask.clone(), mask.clone(), 0
     after_drop = top_k_mask(weight.detach().cpu().abs(), mask, active - k)
-    free = ~after_drop if allowed is None else ~after_drop & allowed.detach().cpu().bool()
+    free = ~after_drop if allowed is None else ~after_drop & allowed
     grown = top_k_mask(grow_scores.detach().cpu(), free, k)
     return after_drop, after_drop | grown, k
 

@@ -54,9 +54,19 @@ def _check_bins(n_bins: object) -> int:
 # ----------------------------------------------------------------------------- predictions
 
 
+def _check_batch_size(batch_size: object) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+
+
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: torch.Tensor, *, batch_size: int = 1024) -> torch.Tensor:
-    """Softmax class probabilities of ``model`` on ``x`` in eval mode, float32, on the CPU (chapter 3)."""
+    """Softmax class probabilities of ``model`` on ``x`` in eval mode, float32, on the CPU (chapter 3).
+
+    Float32 is what this module's stored metrics were computed from; chapter 5's ensembles average float64
+    probabilities (:func:`rpbook.train.predict_proba`).
+    """
+    _check_batch_size(batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -186,6 +196,7 @@ def accuracy_under_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ep
     """
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}; allowed: {', '.join(ATTACKS)}")
+    _check_batch_size(batch_size)
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"x and y must be non-empty and of the same length, got {len(x)} and {len(y)}")
     was_training = model.training

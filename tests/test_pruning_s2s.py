@@ -347,6 +347,10 @@ def test_soft_threshold_shrinks_small_weights_to_exactly_zero():
     soft_threshold(w, s).sum().backward()
     assert w.grad.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     assert float(s.grad) == pytest.approx(-0.2 * 0.8 * (-1 + 1), abs=1e-7)
+    # |out| summed: each survivor pulls the same way, so d/ds = -sigmoid'(s) * (number of survivors) != 0
+    s.grad = None
+    soft_threshold(w, s).abs().sum().backward()
+    assert float(s.grad) == pytest.approx(-0.2 * 0.8 * 2, rel=1e-5)
 
 
 def test_str_layers_compute_the_effective_weight_and_respect_the_source():
@@ -431,6 +435,17 @@ def test_drop_and_grow_grows_only_where_allowed():
     assert after_grow.tolist() == [[False, True, False, True, True, False]]  # 9 and 7 are not allowed
     _, free_grow, _ = drop_and_grow(weight, mask, scores, 1 / 3)
     assert free_grow[0, 2]
+    # A layer that fills its source keeps its weights: nothing can move, so nothing is dropped (and zeroed).
+    full = mask.clone()
+    after_drop, after_grow, k = drop_and_grow(weight, full, scores, 1 / 3, allowed=full)
+    assert k == 0 and after_drop.equal(full) and after_grow.equal(full)
+    # One free position in the source: one weight moves, although the fraction asks for two.
+    weight4 = torch.tensor([[0.1, 0.9, 0.0, 0.2, 0.5, 0.0]])
+    mask4 = torch.tensor([[1, 1, 0, 1, 1, 0]], dtype=torch.bool)
+    after_drop, after_grow, k = drop_and_grow(weight4, mask4, scores, 1 / 2, allowed=mask4 | torch.tensor(
+        [[0, 0, 1, 0, 0, 0]], dtype=torch.bool))
+    assert k == 1 and after_drop.tolist() == [[False, True, False, True, True, False]]
+    assert after_grow.tolist() == [[False, True, True, True, True, False]]
 
 
 class _ScheduleWatch:
@@ -445,7 +460,8 @@ class _ScheduleWatch:
             def on_step_end(self, state):
                 masks = state.masking.masks
                 outer.rows.append({"step": state.step, "kept": sum(int(m.sum()) for m in masks.values()),
-                                   "inside": all(not (masks[n] & ~source[n]).any() for n in source)})
+                                   "inside": all(not (masks[n] & ~source[n]).any() for n in source),
+                                   "masks": {n: m.clone() for n, m in masks.items()}})
 
         self.rows, self.callback = [], Watch()
 
@@ -474,6 +490,9 @@ def test_granet_keeps_the_count_on_schedule_and_regrows_only_inside_the_source()
     assert watch.rows[-1]["kept"] == round(0.1 * total)
     swapped = [e["swapped"] for e in granet.events]
     assert len(swapped) == 5 and all(s > 0 for s in swapped)  # regrowth happened at every update before the end
+    # and it moved weights to positions they did not hold before (not only back to where they were dropped)
+    grew = [any((b["masks"][n] & ~a["masks"][n]).any() for n in source) for a, b in zip(watch.rows, watch.rows[1:])]
+    assert sum(grew) >= 3
     assert len(granet.trace) == config.epochs + 1
     assert granet.trace[-1]["densities"] == masking.layer_densities()
     # growing anywhere (the released GraNet) leaves the source at some point on this net

@@ -163,3 +163,12 @@ def test_reliability_metrics_of_a_trained_toy():
     assert set(out["ood_auroc"]) == set(rel.OOD_KINDS)
     # a confident blob classifier scores Gaussian noise of the data's statistics lower than the data
     assert out["ood_auroc"]["noise"] > 0.5
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True])
+def test_bad_batch_size_is_named_before_any_work(batch_size):
+    model, x, y = _trained_toy()
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, got"):
+        rel.predict_proba(model, x, batch_size=batch_size)
+    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, got"):
+        rel.accuracy_under_attack(model, x, y, 0.1, attack="fgsm", batch_size=batch_size)

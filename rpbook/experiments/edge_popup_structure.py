@@ -111,6 +111,16 @@ def arm_hidden(config: EdgePopupStructureConfig, arm: str, n: int, in_features: 
 
 
 def run(config: EdgePopupStructureConfig, ctx: RunContext) -> dict:
+    """Train the dense target and every arm × ``n`` × kept fraction × seed with edge-popup (chapter 6).
+
+    Returns
+    -------
+    dict
+        ``rows``: one per network (``arm``, ``n``, ``density`` = the kept fraction κ, ``seed``, ``hidden``,
+        ``depth``, ``edges`` = weights the network has, ``kept``, ``test_accuracy``, the checks ``exact_counts``,
+        ``inside_source``, ``weights_unchanged``, and the validation curve ``val_acc``; the dense target's rows
+        have ``test_accuracy`` and ``params`` only); ``in_features``, ``num_classes`` and ``target_params``.
+    """
     device = choose_device(ctx.device)
     data = load_dataset(config.dataset, seed=config.split_seed, n_train=config.n_train)
     in_features = 1
