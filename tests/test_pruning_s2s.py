@@ -318,14 +318,7 @@ def test_scores_that_need_data_are_refused_up_front():
 # ----------------------------------------------------------------------------- STR and GraNet (chapter 7)
 
 
-def toy_data(n=330, d=12, classes=4, seed=0):
-    from types import SimpleNamespace
-
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g)
-    y = (x @ torch.randn(d, classes, generator=g)).argmax(1)
-    return SimpleNamespace(name="toy", x_train=x[:240], y_train=y[:240], x_val=x[240:270], y_val=y[240:270],
-                           x_test=x[270:], y_test=y[270:], task="classification", in_shape=(d,), num_classes=classes)
+from test_pruning import toy_data  # noqa: E402  (the same toy classification problem as chapter 7's pruning tests)
 
 
 def toy_net(seed=0):
